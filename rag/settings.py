@@ -1,0 +1,98 @@
+"""One frozen `Settings`: defaults, then a TOML file, then `RAG_*` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_weights() -> dict[str, float]:
+    return {"use": 1.0, "e5": 1.0, "bm25": 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, passed explicitly from the entry point down."""
+
+    corpus: Path = PROJECT_ROOT / "data" / "newsletters"  # built-in sample corpus
+    index_root: Path = PROJECT_ROOT / "index"
+    index_name: str = "default"
+    data_dir: Path = PROJECT_ROOT / "var"  # feedback, uploads
+    embedders: tuple[str, ...] = ("use", "e5")  # dense channels; `st:<model>` for sentence-transformers
+    lexical: bool = True  # BM25 channel with dictionary expansion
+    weights: dict[str, float] = field(default_factory=_default_weights)
+    chunk_size: int = 110
+    chunk_overlap: int = 25
+    k: int = 5
+    candidates: int = 40  # per channel, before fusion
+    rerank: bool = True
+    abstain_threshold: float = 0.5
+    max_answer_sentences: int = 3
+    max_question_chars: int = 2000
+    admin_password: str = ""
+    max_upload_mb: int = 20
+
+    @property
+    def index_dir(self) -> Path:
+        return self.index_root / self.index_name
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (values are coerced like TOML / env values)."""
+        return _coerce(self, changes)
+
+
+def load_settings(toml_path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then `toml_path` (or $RAG_CONFIG), then `RAG_<FIELD>` environment variables."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    toml_path = toml_path or (Path(env["RAG_CONFIG"]) if env.get("RAG_CONFIG") else None)
+    if toml_path is not None:
+        with open(toml_path, "rb") as fh:
+            settings = _coerce(settings, tomllib.load(fh))
+    changes = {
+        f.name: env[f"RAG_{f.name.upper()}"]
+        for f in dataclasses.fields(Settings)
+        if f"RAG_{f.name.upper()}" in env
+    }
+    return _coerce(settings, changes)
+
+
+def _coerce(settings: Settings, changes: Mapping[str, object]) -> Settings:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    out: dict[str, object] = {}
+    for name, value in changes.items():
+        current = getattr(settings, name)
+        out[name] = _convert(name, value, current)
+    return dataclasses.replace(settings, **out)  # type: ignore[arg-type]
+
+
+def _convert(name: str, value: object, current: object) -> object:
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            return value.strip().lower() in {"1", "true", "yes", "on"}
+        return bool(value)
+    if isinstance(current, int) and not isinstance(current, bool):
+        return int(value)  # type: ignore[call-overload]
+    if isinstance(current, float):
+        return float(value)  # type: ignore[arg-type]
+    if isinstance(current, Path):
+        return Path(str(value)).expanduser()
+    if isinstance(current, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return tuple(str(v) for v in value)  # type: ignore[attr-defined]
+    if isinstance(current, dict):
+        if isinstance(value, str):  # "use=1,e5=1,bm25=0.5"
+            pairs = (p.split("=", 1) for p in value.split(",") if p.strip())
+            return {k.strip(): float(v) for k, v in pairs}
+        return {str(k): float(v) for k, v in dict(value).items()}  # type: ignore[call-overload]
+    return str(value)

@@ -1,0 +1,144 @@
+"""Typed values that flow between pipeline stages (ingest → clean → chunk → embed → index → retrieve → answer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Newsletter metadata: from front matter or a `<stem>.meta.json` sidecar."""
+
+    title: str
+    issue: str = ""
+    period: str = ""  # human-readable, e.g. "May 2022 – June 2023"
+    date_start: str = ""  # ISO date (YYYY-MM-DD) the issue covers from; "" if unknown
+    date_end: str = ""  # ISO date the issue covers to
+    language: str = ""  # "en", "zh" (Simplified), "zh-hant"; "" = detect
+    edition_of: str = ""  # shared key of editions of one issue in several languages
+
+
+@dataclass(frozen=True, slots=True)
+class RawDocument:
+    """A file read from disk: decoded text before cleaning."""
+
+    doc_id: str
+    path: str
+    text: str
+    meta: Meta
+    fmt: str  # "txt", "md", "html", "pdf", "docx"
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A span of a document's clean text that falls under one banner / heading."""
+
+    start: int
+    end: int
+    name: str  # banner, e.g. "MMSP II EVENTS"
+    heading: str = ""  # article heading inside the banner, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A cleaned newsletter: the text every offset refers to."""
+
+    doc_id: str
+    text: str
+    meta: Meta
+    language: str  # "en" or "zh" (dominant language of the text)
+    sections: tuple[Section, ...] = ()
+    content_hash: str = ""
+    path: str = ""
+
+    def section_at(self, offset: int) -> Section | None:
+        """The section containing `offset`, or None."""
+        for s in self.sections:
+            if s.start <= offset < s.end:
+                return s
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A passage of a document; `doc.text[start:end] == text` always holds."""
+
+    chunk_id: str  # f"{doc_id}#{ordinal}"
+    doc_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str
+    sentences: tuple[tuple[int, int], ...]  # absolute (start, end) offsets of each sentence in doc.text
+    section: str = ""
+    heading: str = ""
+    language: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A retrieved chunk with its fused score and per-channel scores."""
+
+    chunk: Chunk
+    score: float
+    channels: dict[str, float] = field(default_factory=dict)
+    also_in: tuple[str, ...] = ()  # doc_ids of other editions carrying the same passage
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """One cited sentence: where it comes from, exactly."""
+
+    n: int
+    doc_id: str
+    title: str
+    issue: str
+    section: str
+    quote: str
+    start: int
+    end: int
+    passage: str
+    score: float
+    language: str = ""
+    passage_start: int = 0
+    also_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the assistant says: extractive answer text with [n] markers and its citations."""
+
+    question: str
+    language: str  # language of the question: "en", "zh", "zh-hant"
+    abstained: bool
+    answer: str
+    citations: tuple[Citation, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The stable JSON contract shared by CLI, UI and HTTP API."""
+        return {
+            "question": self.question,
+            "language": self.language,
+            "abstained": self.abstained,
+            "answer": self.answer,
+            "citations": [
+                {
+                    "n": c.n,
+                    "doc_id": c.doc_id,
+                    "title": c.title,
+                    "issue": c.issue,
+                    "section": c.section,
+                    "quote": c.quote,
+                    "start": c.start,
+                    "end": c.end,
+                    "passage": c.passage,
+                    "score": round(c.score, 4),
+                    "language": c.language,
+                    "also_in": list(c.also_in),
+                }
+                for c in self.citations
+            ],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }

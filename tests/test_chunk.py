@@ -1,0 +1,54 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rag.chunk import ChunkSettings, chunk, split_sentences, units
+from rag.types import Document, Meta, Section
+
+
+def doc(text: str, sections: tuple[Section, ...] = ()) -> Document:
+    return Document(doc_id="d", text=text, meta=Meta(title="t"), language="en", sections=sections)
+
+
+def test_units_is_fair_to_both_languages() -> None:
+    assert units("The seminar was held in Hangzhou.") == 6
+    assert units("研讨会在杭州举行。") == 5  # 8 Han characters × 0.6
+    assert units("MMSP 项目") == 1 + 1
+
+
+def test_sentences_know_both_scripts_and_abbreviations() -> None:
+    text = "Mr. Mao Xu spoke. H.E. Mr. Xu met him! 会议在北京举行。会议很成功？\n\n• Resumed visas."
+    got = [text[s:e] for s, e in split_sentences(text)]
+    assert got == ["Mr. Mao Xu spoke.", "H.E. Mr. Xu met him!", "会议在北京举行。", "会议很成功？", "• Resumed visas."]
+
+
+def test_chunks_have_exact_offsets_overlap_and_stay_in_sections() -> None:
+    a = " ".join(f"Sentence number {i} is about migration." for i in range(40))
+    b = "".join(f"第{i}句话是关于边境管理的。" for i in range(60))
+    text = a + "\n\n" + b
+    sections = (Section(0, len(a), "EVENTS"), Section(len(a) + 2, len(text), "政策角"))
+    chunks = chunk(doc(text, sections), ChunkSettings(size=40, overlap=10))
+    assert len(chunks) > 4
+    for c in chunks:
+        assert text[c.start : c.end] == c.text
+        assert c.section == ("EVENTS" if c.end <= len(a) else "政策角")
+        assert units(c.text) <= 40
+        assert all(c.start <= s < e <= c.end for s, e in c.sentences)
+    # consecutive chunks of one section overlap
+    same = [(x, y) for x, y in zip(chunks, chunks[1:], strict=False) if x.section == y.section]
+    assert any(y.start < x.end for x, y in same)
+
+
+mixed = st.lists(
+    st.sampled_from(["Hello world. ", "Mr. Li came! ", "国际移民组织。", "边境，管理；", "\n\n", "\n", "  ", "a", "。", "x" * 30]),
+    max_size=80,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(mixed, st.integers(5, 60), st.integers(0, 4))
+def test_offsets_are_exact_on_mixed_text(text: str, size: int, overlap: int) -> None:
+    for c in chunk(doc(text), ChunkSettings(size=size, overlap=overlap)):
+        assert text[c.start : c.end] == c.text
+        assert c.text.strip() == c.text and c.text
+    for s, e in split_sentences(text):
+        assert text[s:e].strip() == text[s:e] and s < e

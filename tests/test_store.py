@@ -1,0 +1,98 @@
+"""Index folders: plain files, atomic rebuilds, refusal of a mismatched embedder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.store import IndexMismatch, IndexNotFound, list_indexes, open_index
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
+    pipeline.ingest([settings.corpus])
+    folder = settings.index_dir
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["chunks.jsonl", "documents.jsonl", "lexical", "manifest.json", "sentences-hash.npy",
+                     "sentences.jsonl", "vectors-hash.faiss"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["embedders"] == ["hash"] and manifest["dims"] == {"hash": 256}
+    assert manifest["format_version"] == 1 and manifest["chunker"]["size"] == settings.chunk_size
+    assert set(manifest["documents"]) == {"news-en", "news-zh"}
+    rows = [json.loads(line) for line in (folder / "chunks.jsonl").read_text().splitlines()]
+    docs = {json.loads(line)["doc_id"]: json.loads(line) for line in (folder / "documents.jsonl").read_text().splitlines()}
+    assert rows and all(docs[r["doc_id"]]["text"][r["start"] : r["end"]] == r["text"] for r in rows)
+    assert list_indexes(settings.index_root) == ["default"]
+
+
+def test_opening_with_another_embedder_fails_clearly(pipeline, settings) -> None:
+    pipeline.ingest([settings.corpus])
+    with pytest.raises(IndexMismatch, match=r"built with embedders hash, but use,e5 were asked for"):
+        open_index(settings.index_dir, ("use", "e5"))
+    with pytest.raises(IndexNotFound):
+        open_index(settings.index_root / "nope", ("hash",))
+
+
+BUILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    import rag.store
+    from rag.embed import HashEmbedder
+    from rag.pipeline import Pipeline
+    from rag.settings import Settings
+
+    root, corpus, mode, flag = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+
+    class Slow(HashEmbedder):
+        def encode_documents(self, texts):
+            flag.write_text("embedding")
+            time.sleep(0.2)
+            return super().encode_documents(texts)
+
+    if mode == "swap":  # die between the two renames of the folder swap
+        real = os.rename
+        calls = []
+        def rename(a, b):
+            real(a, b)
+            calls.append(a)
+            if len(calls) == 1:
+                flag.write_text("swapping")
+                time.sleep(60)
+        rag.store.os.rename = rename
+    s = Settings(corpus=corpus, index_root=root, embedders=("hash",))
+    Pipeline(s, {"hash": Slow() if mode == "embed" else HashEmbedder()}).ingest([corpus], rebuild=True)
+    """
+)
+
+
+@pytest.mark.parametrize("mode,stage", [("embed", "embedding"), ("swap", "swapping")])
+def test_killed_rebuild_leaves_previous_index_usable(pipeline, settings, tmp_path, mode, stage) -> None:
+    pipeline.ingest([settings.corpus])
+    before = open_index(settings.index_dir, ("hash",))
+    flag = tmp_path / "flag"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BUILD, str(settings.index_root), str(settings.corpus), mode, str(flag)],
+        cwd=ROOT, start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while not (flag.exists() and flag.read_text() == stage):
+        assert proc.poll() is None and time.time() < deadline, "build ended before it could be killed"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    after = open_index(settings.index_dir, ("hash",))
+    assert [c.text for c in after.chunks] == [c.text for c in before.chunks]
+    assert list_indexes(settings.index_root) == ["default"]
+    # and the next build goes through
+    pipeline.ingest([settings.corpus], rebuild=True)
+    assert len(open_index(settings.index_dir, ("hash",)).chunks) == len(before.chunks)
