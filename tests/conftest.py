@@ -50,8 +50,16 @@ def write_corpus(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "news-en.txt").write_text(EN, "utf-8")
     (folder / "news-en.meta.json").write_text(
-        json.dumps({"title": "Test Newsletter", "issue": "11", "date_start": "2022-05-01",
-                    "date_end": "2023-06-30", "language": "en", "edition_of": "test-11"}),
+        json.dumps(
+            {
+                "title": "Test Newsletter",
+                "issue": "11",
+                "date_start": "2022-05-01",
+                "date_end": "2023-06-30",
+                "language": "en",
+                "edition_of": "test-11",
+            }
+        ),
         "utf-8",
     )
     (folder / "news-zh.md").write_text(ZH, "utf-8")
@@ -65,8 +73,13 @@ def corpus(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, corpus: Path) -> Settings:
-    return Settings(corpus=corpus, index_root=tmp_path / "index", data_dir=tmp_path / "var",
-                    embedders=("hash",), abstain_threshold=0.05)
+    return Settings(
+        corpus=corpus,
+        index_root=tmp_path / "index",
+        data_dir=tmp_path / "var",
+        embedders=("hash",),
+        abstain_threshold=0.2,
+    )
 
 
 @pytest.fixture

@@ -39,7 +39,9 @@ def test_chunks_have_exact_offsets_overlap_and_stay_in_sections() -> None:
 
 
 mixed = st.lists(
-    st.sampled_from(["Hello world. ", "Mr. Li came! ", "国际移民组织。", "边境，管理；", "\n\n", "\n", "  ", "a", "。", "x" * 30]),
+    st.sampled_from(
+        ["Hello world. ", "Mr. Li came! ", "国际移民组织。", "边境，管理；", "\n\n", "\n", "  ", "a", "。", "x" * 30]
+    ),
     max_size=80,
 ).map("".join)
 

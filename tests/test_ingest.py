@@ -1,4 +1,4 @@
-"""Tests for rag.ingest: encodings, metadata, each file format, and batch behaviour; fixtures built in tmp_path."""
+"""Tests for rag.ingest: encodings, metadata, each format, batches; fixtures are built in tmp_path."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ def _write(path: Path, data: bytes | str) -> Path:
 
 def _pdf(streams: list[bytes | None]) -> bytes:
     """A minimal valid PDF, one page per content stream (None = a page without one), Helvetica as /F1."""
-    objects: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b"", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    objects: list[bytes] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
     kids = []
     for stream in streams:
         page_no = len(objects) + 1
@@ -91,9 +95,19 @@ def test_big5_traditional_chinese(tmp_path: Path) -> None:
     assert (doc.text, doc.encoding) == (text, "big5")
 
 
-def test_single_legacy_sentence_each_way() -> None:
-    assert decode(ZH_HANS.encode("gb18030")) == (ZH_HANS, "gb18030")
-    assert decode(ZH_HANT.encode("big5")) == (ZH_HANT, "big5")
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        (ZH_HANS, "gb18030"),
+        (ZH_HANT, "big5"),
+        (ZH_HANT, "gb18030"),  # GB18030 covers Traditional characters too
+        ("Seminar held in 杭州 on 9 May, attended by 30 people.", "gb18030"),
+        ("Seminar held in 杭州 on 9 May, attended by 30 people.", "big5"),
+        ("Grüße aus München, “quoted” – naïve café.", "cp1252"),
+    ],
+)
+def test_legacy_encodings_decode_exactly(text: str, encoding: str) -> None:
+    assert decode(text.encode(encoding)) == (text, encoding)
 
 
 def test_crlf_is_normalised(tmp_path: Path) -> None:
@@ -101,7 +115,9 @@ def test_crlf_is_normalised(tmp_path: Path) -> None:
 
 
 def test_binary_txt_raises(tmp_path: Path) -> None:
-    path = _write(tmp_path / "blob.txt", bytes([0x89, 0x50, 0x4E, 0x47, 0, 0, 0, 0x0D, 0xFF, 0x00, 0x10, 0x00, 0x7F]))
+    path = _write(
+        tmp_path / "blob.txt", bytes([0x89, 0x50, 0x4E, 0x47, 0, 0, 0, 0x0D, 0xFF, 0x00, 0x10, 0x00, 0x7F])
+    )
     with pytest.raises(IngestError, match="binary or corrupt") as info:
         read(path)
     assert info.value.path == path
@@ -129,27 +145,40 @@ def test_utf8_and_utf16_bom_round_trip(text: str) -> None:
 
 
 def test_front_matter_parsed_and_removed(tmp_path: Path) -> None:
-    md = '---\ntitle: "MMSP II Newsletter"\nissue: 11\nperiod: \'May 2022 – June 2023\'\nlanguage: en\nauthor: x\n---\n\n# FOREWORD\nBody.\n'
+    md = (
+        '---\ntitle: "MMSP II Newsletter"\nissue: 11\n'
+        "period: 'May 2022 – June 2023'\nlanguage: en\nauthor: x\n---\n\n# FOREWORD\nBody.\n"
+    )
     doc = read(_write(tmp_path / "issue-11.md", md))
     assert doc.text == "# FOREWORD\nBody.\n"
-    assert doc.meta == Meta(title="MMSP II Newsletter", issue="11", period="May 2022 – June 2023", language="en")
+    assert doc.meta == Meta(
+        title="MMSP II Newsletter", issue="11", period="May 2022 – June 2023", language="en"
+    )
     assert (doc.doc_id, doc.fmt) == ("issue-11", "md")
 
 
 def test_sidecar_wins_over_front_matter(tmp_path: Path) -> None:
     md = "---\ntitle: From front matter\nissue: 10\nlanguage: en\n---\n国际移民\n"
     path = _write(tmp_path / "mmsp-ii-newsletter-issue-11.zh.md", md)
-    sidecar = {"title": "第11期", "issue": 11, "date_start": "2022-05-01", "edition_of": "mmsp-ii-11", "unknown": [1]}
+    sidecar = {
+        "title": "第11期",
+        "issue": 11,
+        "date_start": "2022-05-01",
+        "edition_of": "mmsp-ii-11",
+        "unknown": [1],
+    }
     _write(tmp_path / "mmsp-ii-newsletter-issue-11.zh.meta.json", json.dumps(sidecar, ensure_ascii=False))
     doc = read(path)
     assert doc.doc_id == "mmsp-ii-newsletter-issue-11.zh"
-    assert doc.meta == Meta(title="第11期", issue="11", date_start="2022-05-01", language="en", edition_of="mmsp-ii-11")
+    assert doc.meta == Meta(
+        title="第11期", issue="11", date_start="2022-05-01", language="en", edition_of="mmsp-ii-11"
+    )
 
 
 def test_bad_sidecar_raises(tmp_path: Path) -> None:
     path = _write(tmp_path / "a.txt", "text")
     _write(tmp_path / "a.meta.json", "{not json")
-    with pytest.raises(IngestError, match="bad sidecar a.meta.json"):
+    with pytest.raises(IngestError, match=r"bad sidecar a\.meta\.json"):
         read(path)
 
 
@@ -184,6 +213,11 @@ def test_html_text_headings_entities_and_no_markup(tmp_path: Path) -> None:
     assert "alert(1)</" not in doc.text and "Ignored" not in doc.text and "Home" not in doc.text
 
 
+def test_html_deep_nesting_does_not_recurse(tmp_path: Path) -> None:
+    page = "<div>" * 3000 + "deep" + "</div>" * 3000
+    assert read(_write(tmp_path / "deep.html", page)).text == "deep"
+
+
 def test_html_declared_gb2312_charset(tmp_path: Path) -> None:
     page = f'<html><head><meta charset="gb2312"></head><body><h2>{ZH_HANS}</h2></body></html>'
     doc = read(_write(tmp_path / "zh.html", page.encode("gb2312")))
@@ -206,7 +240,10 @@ def test_docx_headings_paragraphs_and_tables(tmp_path: Path) -> None:
     document.add_paragraph(ZH_HANS)
     document.save(str(tmp_path / "issue.docx"))
     doc = read(tmp_path / "issue.docx")
-    assert doc.text == f"## MMSP II EVENTS\n\nFirst paragraph.\n\n### Study visit\n\nCell A\n\nCell B\n\n{ZH_HANS}"
+    assert (
+        doc.text
+        == f"## MMSP II EVENTS\n\nFirst paragraph.\n\n### Study visit\n\nCell A\n\nCell B\n\n{ZH_HANS}"
+    )
     assert (doc.fmt, doc.meta.title) == ("docx", "MMSP II EVENTS")
 
 
@@ -219,6 +256,9 @@ def test_pdf_with_text_layer(tmp_path: Path) -> None:
     pdf = _pdf([_text_stream("MMSP II Newsletter", "Issue 11"), None, _text_stream("Second page")])
     doc = read(_write(tmp_path / "issue.pdf", pdf))
     assert doc.text == "MMSP II Newsletter\nIssue 11\n\nSecond page"
+    from pypdf import PdfReader
+
+    assert len(PdfReader(tmp_path / "issue.pdf", strict=True).pages) == 3  # the hand-made xref is valid
     assert (doc.doc_id, doc.fmt, doc.meta.title) == ("issue", "pdf", "MMSP II Newsletter")
 
 
@@ -259,7 +299,11 @@ def test_unsupported_missing_and_empty(tmp_path: Path) -> None:
 def test_ingest_error_str_and_pickle(tmp_path: Path) -> None:
     err = IngestError(tmp_path / "a.pdf", "empty document")
     again = pickle.loads(pickle.dumps(err))
-    assert (str(again), again.path, again.reason) == (f"{tmp_path / 'a.pdf'}: empty document", err.path, err.reason)
+    assert (str(again), again.path, again.reason) == (
+        f"{tmp_path / 'a.pdf'}: empty document",
+        err.path,
+        err.reason,
+    )
 
 
 def test_read_many_skips_bad_files(tmp_path: Path) -> None:

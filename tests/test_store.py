@@ -22,14 +22,24 @@ def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
     pipeline.ingest([settings.corpus])
     folder = settings.index_dir
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["chunks.jsonl", "documents.jsonl", "lexical", "manifest.json", "sentences-hash.npy",
-                     "sentences.jsonl", "vectors-hash.faiss"]
+    assert names == [
+        "chunks.jsonl",
+        "documents.jsonl",
+        "lexical",
+        "lexical-sentences",
+        "manifest.json",
+        "sentences-hash.npy",
+        "sentences.jsonl",
+        "vectors-hash.faiss",
+    ]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["embedders"] == ["hash"] and manifest["dims"] == {"hash": 256}
     assert manifest["format_version"] == 1 and manifest["chunker"]["size"] == settings.chunk_size
     assert set(manifest["documents"]) == {"news-en", "news-zh"}
     rows = [json.loads(line) for line in (folder / "chunks.jsonl").read_text().splitlines()]
-    docs = {json.loads(line)["doc_id"]: json.loads(line) for line in (folder / "documents.jsonl").read_text().splitlines()}
+    docs = {
+        json.loads(line)["doc_id"]: json.loads(line) for line in (folder / "documents.jsonl").read_text().splitlines()
+    }
     assert rows and all(docs[r["doc_id"]]["text"][r["start"] : r["end"]] == r["text"] for r in rows)
     assert list_indexes(settings.index_root) == ["default"]
 
@@ -82,7 +92,8 @@ def test_killed_rebuild_leaves_previous_index_usable(pipeline, settings, tmp_pat
     flag = tmp_path / "flag"
     proc = subprocess.Popen(
         [sys.executable, "-c", BUILD, str(settings.index_root), str(settings.corpus), mode, str(flag)],
-        cwd=ROOT, start_new_session=True,
+        cwd=ROOT,
+        start_new_session=True,
     )
     deadline = time.time() + 60
     while not (flag.exists() and flag.read_text() == stage):

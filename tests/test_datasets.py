@@ -1,0 +1,147 @@
+"""The evaluation datasets in eval/datasets/: format, counts and verbatim evidence (fast, no models)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.clean import clean
+from rag.ingest import discover, read_many
+from rag.lang import detect
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ROOT / "eval" / "datasets"
+DEV, HELDOUT = "mmsp-dev", "mmsp-heldout"
+LANGUAGES = {"en", "zh", "zh-hant"}
+FIELDS = {"id": str, "language": str, "question": str, "evidence": list, "answer": str, "unanswerable": bool}
+ZH_EDITION = ".zh"  # doc_id suffix of the Chinese edition
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    lines = (DATASETS / name / "questions.jsonl").read_text("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def meta(name: str) -> dict[str, Any]:
+    return json.loads((DATASETS / name / "dataset.json").read_text("utf-8"))
+
+
+@cache
+def corpus_texts(folder: Path) -> dict[str, str]:
+    docs, errors = read_many(discover([folder]))
+    assert not errors, errors
+    return {doc.doc_id: clean(doc).text for doc in docs}
+
+
+def texts(name: str) -> dict[str, str]:
+    return corpus_texts((DATASETS / name / meta(name)["corpus"]).resolve())
+
+
+def edition(doc_id: str) -> str:
+    return "zh" if doc_id.endswith(ZH_EDITION) else "en"
+
+
+def editions(record: dict[str, Any]) -> frozenset[str]:
+    return frozenset(edition(e["doc_id"]) for e in record["evidence"])
+
+
+@pytest.mark.parametrize("name", [DEV, HELDOUT])
+def test_dataset_json(name: str) -> None:
+    m = meta(name)
+    assert m["name"] == name
+    assert isinstance(m["description"], str) and m["description"].strip()
+    folder = (DATASETS / name / m["corpus"]).resolve()
+    assert folder.is_dir(), folder
+    assert folder == (ROOT / "data" / "newsletters").resolve()
+
+
+@pytest.mark.parametrize("name", [DEV, HELDOUT])
+def test_fields_and_types(name: str) -> None:
+    for r in load(name):
+        assert set(r) >= set(FIELDS), r.get("id")
+        for field, kind in FIELDS.items():
+            assert isinstance(r[field], kind), (r["id"], field)
+        assert r["language"] in LANGUAGES, r["id"]
+        assert r["question"].strip(), r["id"]
+        for e in r["evidence"]:
+            assert set(e) == {"doc_id", "quote"}, r["id"]
+            assert isinstance(e["doc_id"], str) and isinstance(e["quote"], str), r["id"]
+            assert e["quote"].strip() == e["quote"] and e["quote"], r["id"]
+        assert len({(e["doc_id"], e["quote"]) for e in r["evidence"]}) == len(r["evidence"]), r["id"]
+
+
+@pytest.mark.parametrize("name", [DEV, HELDOUT])
+def test_unique_ids_and_prefixes(name: str) -> None:
+    records = load(name)
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids))
+    prefix = {"en": "en-", "zh": "zh-", "zh-hant": "zht-"}
+    for r in records:
+        expected = ("ho-" if name == HELDOUT else "") + prefix[r["language"]]
+        assert r["id"].startswith(expected), r["id"]
+    questions = [r["question"] for r in records]
+    assert len(questions) == len(set(questions)), "duplicate question text"
+
+
+@pytest.mark.parametrize("name", [DEV, HELDOUT])
+def test_unanswerable_iff_no_evidence(name: str) -> None:
+    for r in load(name):
+        assert r["unanswerable"] == (not r["evidence"]), r["id"]
+        assert (r["answer"] == "") == r["unanswerable"], r["id"]
+
+
+@pytest.mark.parametrize("name", [DEV, HELDOUT])
+def test_quotes_verbatim_in_cleaned_text(name: str) -> None:
+    docs = texts(name)
+    for r in load(name):
+        for e in r["evidence"]:
+            assert e["doc_id"] in docs, (r["id"], e["doc_id"])
+            assert e["quote"] in docs[e["doc_id"]], (r["id"], e["quote"])
+
+
+@pytest.mark.parametrize("name", [DEV, HELDOUT])
+def test_question_language_matches_detection(name: str) -> None:
+    for r in load(name):
+        assert detect(r["question"]) == r["language"], (r["id"], r["question"])
+
+
+def test_dev_counts() -> None:
+    records = load(DEV)
+    langs = Counter(r["language"] for r in records)
+    unanswerable = Counter(r["language"] for r in records if r["unanswerable"])
+    assert len(records) >= 130
+    assert langs["en"] >= 55 and langs["zh"] >= 55 and langs["zh-hant"] >= 12
+    assert sum(unanswerable.values()) >= 24
+    assert all(unanswerable[lang] > 0 for lang in LANGUAGES), unanswerable  # spread over the three languages
+    # Both directions across editions are exercised, but most questions cite both editions.
+    answerable = [r for r in records if not r["unanswerable"]]
+    for lang, other in (("en", "zh"), ("zh", "en")):
+        mine = [r for r in answerable if r["language"] == lang]
+        cross = sum(editions(r) == {other} for r in mine)
+        both = sum(editions(r) == {"en", "zh"} for r in mine)
+        assert 0.15 * len(mine) <= cross <= 0.35 * len(mine), (lang, cross, len(mine))
+        assert both > len(mine) / 2, (lang, both)
+
+
+def test_heldout_counts_and_directions() -> None:
+    records = load(HELDOUT)
+    assert not any(r["unanswerable"] for r in records)
+    langs = Counter(r["language"] for r in records)
+    assert langs == {"en": 10, "zh": 10}
+    zh_to_en = sum(r["language"] == "zh" and editions(r) == {"en"} for r in records)
+    en_to_zh = sum(r["language"] == "en" and editions(r) == {"zh"} for r in records)
+    assert zh_to_en >= 4 and en_to_zh >= 2
+
+
+def test_heldout_questions_differ_from_dev() -> None:
+    def norm(q: str) -> str:
+        return " ".join(q.casefold().split())
+
+    dev = {norm(r["question"]) for r in load(DEV)}
+    clashes = [r["id"] for r in load(HELDOUT) if norm(r["question"]) in dev]
+    assert not clashes
