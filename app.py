@@ -53,6 +53,7 @@ THEME = gr.themes.Default(
 
 # Components whose labels follow the interface language, in the order `Callbacks.labels` returns updates.
 LABELLED = (
+    "ui_choice",
     "header",
     "tab_ask",
     "tab_admin",
@@ -133,6 +134,7 @@ class Callbacks:
             return gr.update(label=t(ui_lang, key), **({"placeholder": t(ui_lang, ph)} if ph else {}))
 
         updates = {
+            "ui_choice": gr.update(value=render.UI_CHOICE[render.base_language(ui_lang)]),
             "header": render.header_html(ui_lang),
             "tab_ask": gr.update(label=t(ui_lang, "tab_ask")),
             "tab_admin": gr.update(label=t(ui_lang, "tab_admin")),
@@ -141,9 +143,7 @@ class Callbacks:
             "examples_label": render.text_html("qa-examples-label", t(ui_lang, "examples")),
             "filters": gr.update(label=t(ui_lang, "filters")),
             "issue": gr.update(label=t(ui_lang, "filter_issue"), choices=self.issue_choices(ui_lang)),
-            "language": gr.update(
-                label=t(ui_lang, "filter_language"), choices=self.language_choices(ui_lang)
-            ),
+            "language": gr.update(label=t(ui_lang, "filter_language"), choices=self.language_choices(ui_lang)),
             "date_from": lbl("date_from", "date_placeholder"),
             "date_to": lbl("date_to", "date_placeholder"),
             "k": lbl("k"),
@@ -169,9 +169,7 @@ class Callbacks:
         return [(render.t(ui_lang, "all_languages"), ""), ("English", "en"), ("中文", "zh")]
 
     def admin_intro(self, ui_lang: str) -> str:
-        return render.text_html(
-            "qa-admin-intro", render.t(ui_lang, "admin_intro", mb=self.settings.max_upload_mb)
-        )
+        return render.text_html("qa-admin-intro", render.t(ui_lang, "admin_intro", mb=self.settings.max_upload_mb))
 
     def filters(self, language: str, issue: str, date_from: str, date_to: str, ui_lang: str) -> Filters:
         """Filters from the form; raises ValueError with a message in the UI language for bad dates."""
@@ -182,9 +180,7 @@ class Callbacks:
                 try:
                     date.fromisoformat(value)
                 except ValueError:
-                    raise ValueError(
-                        render.t(ui_lang, "bad_date", field=render.t(ui_lang, key), value=value)
-                    ) from None
+                    raise ValueError(render.t(ui_lang, "bad_date", field=render.t(ui_lang, key), value=value)) from None
             dates.append(value)
         if dates[0] and dates[1] and dates[0] > dates[1]:
             raise ValueError(render.t(ui_lang, "bad_range", date_from=dates[0], date_to=dates[1]))
@@ -223,9 +219,7 @@ class Callbacks:
         session["rating"] = None
         k = int(k or self.settings.k)
         turns = session["turns"]
-        turns.append(
-            {"id": uuid.uuid4().hex, "question": q, "answer": None, "k": k, "filters": asdict(filters)}
-        )
+        turns.append({"id": uuid.uuid4().hex, "question": q, "answer": None, "k": k, "filters": asdict(filters)})
         idx = len(turns) - 1
         first = ["", "", session, *self.reset_feedback(), *labels]  # notice, question box, ... labels
         future = self._worker.submit(self._answer, q, k, filters)
@@ -290,12 +284,7 @@ class Callbacks:
 
     def clear(self, session: dict[str, Any]) -> tuple[Any, ...]:
         fresh = {**_new_session(session["ui_lang"]), "locked": session["locked"]}
-        return (
-            render.conversation_html([], fresh["ui_lang"]),
-            render.sources_html(None, fresh["ui_lang"]),
-            "",
-            fresh,
-        )
+        return (render.conversation_html([], fresh["ui_lang"]), render.sources_html(None, fresh["ui_lang"]), "", fresh)
 
     def on_load(self, session: dict[str, Any]) -> tuple[Any, ...]:
         """Fresh choices on page load: another process may have changed the index."""
@@ -437,9 +426,7 @@ class Callbacks:
             return render.t(ui_lang, "bad_type", name=name, ext=ext or "(none)")
         size = src.stat().st_size
         if size > self.settings.max_upload_mb * 1024 * 1024:
-            return render.t(
-                ui_lang, "too_big", name=name, size=size / 1024 / 1024, mb=self.settings.max_upload_mb
-            )
+            return render.t(ui_lang, "too_big", name=name, size=size / 1024 / 1024, mb=self.settings.max_upload_mb)
         sniffed = _sniff(src, ext)
         if sniffed:
             return render.t(ui_lang, "unreadable", name=name, reason=sniffed)
@@ -462,19 +449,11 @@ class Callbacks:
                 rep = self.pipeline.remove([doc_id])
         except (KeyError, StoreError) as exc:
             return self._admin_outputs(str(exc.args[0] if exc.args else exc), "warn", ui_lang)
-        return self._admin_outputs(
-            render.t(ui_lang, "removed", doc_id=doc_id, chunks=rep.chunks), "ok", ui_lang
-        )
+        return self._admin_outputs(render.t(ui_lang, "removed", doc_id=doc_id, chunks=rep.chunks), "ok", ui_lang)
 
     # -- API ----------------------------------------------------------------------------------------
     def api_ask(
-        self,
-        question: str,
-        k: int = 5,
-        language: str = "",
-        issue: str = "",
-        date_from: str = "",
-        date_to: str = "",
+        self, question: str, k: int = 5, language: str = "", issue: str = "", date_from: str = "", date_to: str = ""
     ) -> dict:
         """Answer a question; returns the JSON contract of `newsletter-qa ask --json`."""
         try:
@@ -519,7 +498,7 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
             c["header"] = gr.HTML(
                 render.header_html(lang), elem_id="qa-header", apply_default_css=False, js_on_load=None
             )
-            ui_choice = gr.Radio(
+            c["ui_choice"] = ui_choice = gr.Radio(
                 list(render.UI_LANGUAGES),
                 value=render.UI_CHOICE[lang],
                 show_label=False,
@@ -565,14 +544,10 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
                                 js_on_load=None,
                             )
                             examples = [
-                                gr.Button(
-                                    q, size="sm", variant="secondary", elem_classes="qa-example", scale=0
-                                )
+                                gr.Button(q, size="sm", variant="secondary", elem_classes="qa-example", scale=0)
                                 for q in render.EXAMPLES
                             ]
-                        with gr.Accordion(t(lang, "filters"), open=False, elem_id="qa-filters") as c[
-                            "filters"
-                        ]:
+                        with gr.Accordion(t(lang, "filters"), open=False, elem_id="qa-filters") as c["filters"]:
                             with gr.Row():
                                 c["issue"] = gr.Dropdown(
                                     cb.issue_choices(lang),
@@ -608,18 +583,10 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
                                     js_on_load=None,
                                 )
                                 c["up"] = gr.Button(
-                                    t(lang, "thumbs_up"),
-                                    size="sm",
-                                    elem_id="thumbs-up",
-                                    scale=0,
-                                    min_width=110,
+                                    t(lang, "thumbs_up"), size="sm", elem_id="thumbs-up", scale=0, min_width=110
                                 )
                                 c["down"] = gr.Button(
-                                    t(lang, "thumbs_down"),
-                                    size="sm",
-                                    elem_id="thumbs-down",
-                                    scale=0,
-                                    min_width=120,
+                                    t(lang, "thumbs_down"), size="sm", elem_id="thumbs-down", scale=0, min_width=120
                                 )
                             with gr.Row(equal_height=True, elem_id="qa-feedback-comment"):
                                 c["comment"] = gr.Textbox(
@@ -633,11 +600,7 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
                                     max_lines=4,
                                 )
                                 c["send_comment"] = gr.Button(
-                                    t(lang, "send_comment"),
-                                    size="sm",
-                                    scale=1,
-                                    elem_id="send-comment",
-                                    min_width=110,
+                                    t(lang, "send_comment"), size="sm", scale=1, elem_id="send-comment", min_width=110
                                 )
                             feedback_status = gr.HTML(
                                 "", elem_id="feedback-status", apply_default_css=False, js_on_load=None
@@ -670,19 +633,12 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
                             file_types=list(UPLOAD_TYPES),
                             elem_id="admin-files",
                         )
-                        c["upload"] = gr.Button(
-                            t(lang, "upload_button"), variant="primary", elem_id="admin-upload"
-                        )
+                        c["upload"] = gr.Button(t(lang, "upload_button"), variant="primary", elem_id="admin-upload")
                     with gr.Column(scale=2):
                         c["remove_choice"] = gr.Dropdown(
-                            cb.doc_choices(),
-                            value=None,
-                            label=t(lang, "remove_choice"),
-                            elem_id="admin-remove-choice",
+                            cb.doc_choices(), value=None, label=t(lang, "remove_choice"), elem_id="admin-remove-choice"
                         )
-                        c["remove"] = gr.Button(
-                            t(lang, "remove_button"), variant="stop", elem_id="admin-remove"
-                        )
+                        c["remove"] = gr.Button(t(lang, "remove_button"), variant="stop", elem_id="admin-remove")
                 admin_status = gr.HTML("", elem_id="admin-status", apply_default_css=False, js_on_load=None)
                 c["documents"] = gr.HTML(
                     render.documents_table(cb.documents(), lang),
@@ -698,13 +654,13 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
         hidden = {"api_visibility": "private"}
         ask_opts = {"concurrency_limit": 8, "show_progress": "hidden", **hidden}
 
-        def ask(question, k, language, issue, date_from, date_to, sess):  # type: ignore[no-untyped-def]
+        def stream_answer(question, k, language, issue, date_from, date_to, sess):  # type: ignore[no-untyped-def]
             yield from cb.ask(question, k, language, issue, date_from, date_to, sess)
 
         for trigger in (c["send"].click, c["question"].submit):
-            trigger(ask, [c["question"], *filters_in, session], ask_out, **ask_opts)
+            trigger(stream_answer, [c["question"], *filters_in, session], ask_out, **ask_opts)
         for button in examples:
-            button.click(ask, [button, *filters_in, session], ask_out, **ask_opts)
+            button.click(stream_answer, [button, *filters_in, session], ask_out, **ask_opts)
 
         def on_chat_click(sess, evt: gr.EventData):  # type: ignore[no-untyped-def]
             return cb.show_turn(int(evt._data.get("turn", -1)), sess)
@@ -736,12 +692,8 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
             [feedback_status, session, c["up"], c["down"]],
             **hidden,
         )
-        c["send_comment"].click(
-            cb.send_comment, [c["comment"], session], [feedback_status, c["comment"]], **hidden
-        )
-        c["comment"].submit(
-            cb.send_comment, [c["comment"], session], [feedback_status, c["comment"]], **hidden
-        )
+        c["send_comment"].click(cb.send_comment, [c["comment"], session], [feedback_status, c["comment"]], **hidden)
+        c["comment"].submit(cb.send_comment, [c["comment"], session], [feedback_status, c["comment"]], **hidden)
 
         def upload(files, password, sess, progress=gr.Progress()):  # type: ignore[no-untyped-def]  # noqa: B008
             return cb.upload(files, password, sess, progress)

@@ -133,9 +133,7 @@ def main() -> None:
         for v in values.split(","):
             s = replace(settings, **{key: parse_value(v)})
             r = run(s, args.split, verbose=False)
-            print(
-                f"{key}={v:6} " + " ".join(f"{d} {r[d]['R@1']:.3f}/{r[d]['R@5']:.3f}" for d in r), flush=True
-            )
+            print(f"{key}={v:6} " + " ".join(f"{d} {r[d]['R@1']:.3f}/{r[d]['R@5']:.3f}" for d in r), flush=True)
 
 
 if __name__ == "__main__":

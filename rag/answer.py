@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from rag.lang import base
+from rag.chunk import units
+from rag.lang import base, to_traditional
 from rag.store import Index
 from rag.types import Answer, Citation, Hit
+from rag.verify import need, satisfies
 
 ABSTAIN = {
     "en": "The newsletters don't say. No passage in the indexed newsletters answers this question.",
@@ -20,11 +22,15 @@ ABSTAIN = {
 
 @dataclass(frozen=True, slots=True)
 class AnswerSettings:
-    """How many sentences to quote and when the evidence is too weak to answer."""
+    """How sentences are scored and chosen, and when the evidence is too weak to answer (tuned on dev)."""
 
-    threshold: float = 0.5
+    threshold: float = 0.5  # abstain when the best sentence scores below this
     max_sentences: int = 3
-    relative_cutoff: float = 0.9  # keep sentences scoring at least this share of the best one
+    margin: float = 0.05  # quote further sentences scoring within this of the best one
+    type_margin: float = 0.3  # how far below the best a sentence of the asked-for kind may score
+    weights: Mapping[str, float] = field(default_factory=lambda: {"use": 0.25, "e5": 1.0, "lexical": 1.0})
+    rank_penalty: float = 0.01  # per rank of the passage the sentence comes from
+    short_penalty: float = 0.1  # for fragments of under 6 units ("The MMSP Project Team")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +40,18 @@ class ScoredSentence:
     score: float
 
 
-def score_sentences(index: Index, hits: Sequence[Hit], query_vectors: Mapping[str, np.ndarray]) -> list[ScoredSentence]:
-    """Every sentence of the retrieved passages, scored by mean cosine to the question over channels."""
+def score_sentences(
+    index: Index,
+    hits: Sequence[Hit],
+    query: str,
+    query_vectors: Mapping[str, np.ndarray],
+    settings: AnswerSettings,
+) -> list[ScoredSentence]:
+    """Every sentence of the retrieved passages, best first: dense cosines + lexical overlap + passage rank."""
     row_of = {c.chunk_id: i for i, c in enumerate(index.chunks)}
+    lexical: dict[int, float] = {}
+    if index.sentence_lexical is not None and settings.weights.get("lexical", 0):
+        lexical = dict(index.sentence_lexical.search(query, k=len(index.sentences)))
     seen: set[int] = set()
     out: list[ScoredSentence] = []
     for h, hit in enumerate(hits):
@@ -49,8 +64,14 @@ def score_sentences(index: Index, hits: Sequence[Hit], query_vectors: Mapping[st
         if not rows:
             continue
         seen.update(rows)
-        sims = np.mean([index.sentence_vectors[ch][rows] @ q for ch, q in query_vectors.items()], axis=0)
-        out.extend(ScoredSentence(r, h, float(s)) for r, s in zip(rows, sims, strict=True))
+        score = np.zeros(len(rows))
+        for ch, q in query_vectors.items():
+            score += settings.weights.get(ch, 1.0) * (index.sentence_vectors[ch][rows] @ q)
+        score += settings.weights.get("lexical", 0.0) * np.array([lexical.get(r, 0.0) for r in rows])
+        score -= settings.rank_penalty * h
+        short = np.array([units(doc.text[index.sentences[r][1] : index.sentences[r][2]]) < 6 for r in rows])
+        score -= settings.short_penalty * short
+        out.extend(ScoredSentence(r, h, float(x)) for r, x in zip(rows, score, strict=True))
     out.sort(key=lambda s: -s.score)
     return out
 
@@ -60,28 +81,43 @@ def _is_heading(sentence: str, hit: Hit) -> bool:
     return bool(hit.chunk.heading) and sentence.strip() == hit.chunk.heading.strip()
 
 
-def confidence(hits: Sequence[Hit], sentences: Sequence[ScoredSentence]) -> float:
-    """How sure we are the passages answer the question: the best sentence's cosine (0..1)."""
-    if not hits or not sentences:
-        return 0.0
-    return sentences[0].score
+def choose(
+    index: Index, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], question: str, settings: AnswerSettings
+) -> list[ScoredSentence]:
+    """The sentences to quote, best first; empty when the evidence is too weak (then we abstain)."""
+    if not sentences or sentences[0].score < settings.threshold:
+        return []
+    asked = need(question)
+    best = sentences[0].score
+
+    def fits(s: ScoredSentence) -> bool:
+        doc_id, start, end = index.sentences[s.row]
+        return satisfies(asked, index.documents[doc_id].text[start:end], hits[s.hit].chunk.text)
+
+    fitting = [s for s in sentences if s.score >= best - settings.type_margin and fits(s)]
+    if not fitting:
+        return []
+    top = fitting[0].score
+    return [s for s in fitting if s.score >= top - settings.margin][: settings.max_sentences]
 
 
 def compose(
     question: str,
+    query: str,
     language: str,
     index: Index,
     hits: Sequence[Hit],
     query_vectors: Mapping[str, np.ndarray],
     settings: AnswerSettings,
 ) -> Answer:
-    """Pick the best sentences, cite each, or abstain plainly in the question's language."""
-    sentences = score_sentences(index, hits, query_vectors)
-    conf = confidence(hits, sentences)
-    if conf < settings.threshold:
+    """Pick the best sentences, cite each, or abstain plainly in the question's language.
+
+    `query` is the question as matched (Traditional converted to Simplified).
+    """
+    sentences = score_sentences(index, hits, query, query_vectors, settings)
+    chosen = choose(index, hits, sentences, query, settings)
+    if not chosen:
         return Answer(question=question, language=language, abstained=True, answer=ABSTAIN.get(language, ABSTAIN["en"]))
-    best = sentences[0].score
-    chosen = [s for s in sentences if s.score >= best * settings.relative_cutoff][: settings.max_sentences]
     # Read in document order within a passage, passages in rank order.
     chosen.sort(key=lambda s: (s.hit, index.sentences[s.row][1]))
     citations: list[Citation] = []
@@ -111,10 +147,13 @@ def compose(
         sep = "" if base(doc.language) == "zh" else " "
         parts.append(f"{quote}{sep}[{n}]")
     joiner = "" if base(language) == "zh" else " "
+    text = joiner.join(parts).strip()
+    if language == "zh-hant":  # the answer reads in the asker's script; quotes stay verbatim
+        text = to_traditional(text)
     return Answer(
         question=question,
         language=language,
         abstained=False,
-        answer=joiner.join(parts).strip(),
+        answer=text,
         citations=tuple(citations),
     )

@@ -207,9 +207,7 @@ def _is_banner(paragraph: str) -> bool:
     words = paragraph.split(" ")
     if len(words) > _BANNER_MAX_WORDS:
         return False
-    return any(
-        w.isalpha() and (len(w) >= 7 or (len(w) >= 4 and _zipf(w.lower()) >= _KNOWN_ZIPF)) for w in words
-    )
+    return any(w.isalpha() and (len(w) >= 7 or (len(w) >= 4 and _zipf(w.lower()) >= _KNOWN_ZIPF)) for w in words)
 
 
 def _join_lines(lines: list[str]) -> str:

@@ -37,6 +37,15 @@ def to_simplified(text: str) -> str:
     return zhconv.convert(text, "zh-hans")
 
 
+def to_traditional(text: str) -> str:
+    """Convert Simplified Chinese characters to Traditional (for answers to Traditional questions)."""
+    if not _HAN.search(text):
+        return text
+    import zhconv
+
+    return zhconv.convert(text, "zh-hant")
+
+
 def detect(text: str) -> str:
     """Return "en", "zh" (Simplified) or "zh-hant" (Traditional)."""
     if not is_chinese(text):

@@ -23,9 +23,7 @@ FORMAT = 1
 LANGUAGES = ("en", "zh")
 
 EN_STOPWORDS = cedict.STOPWORDS | frozenset(
-    re.findall(
-        r"\S+", "whose many much yes may might must shall let like get got per via among upon within without"
-    )
+    re.findall(r"\S+", "whose many much yes may might must shall let like get got per via among upon within without")
 )
 ZH_STOPWORDS = frozenset(
     re.findall(
@@ -211,9 +209,7 @@ def concepts(text: str, target: str, settings: Settings, passthrough: bool = Tru
     return out
 
 
-def translate_document(
-    text: str, language: str, settings: Settings, tokens: Sequence[str] = ()
-) -> dict[str, float]:
+def translate_document(text: str, language: str, settings: Settings, tokens: Sequence[str] = ()) -> dict[str, float]:
     """A passage's dictionary translation into the other language, as fractional term counts.
 
     For Chinese, pass the passage's analysed `tokens` when at hand: cutting the text again is the slow part.
@@ -298,9 +294,7 @@ class LexicalIndex:
     settings: Settings = Settings()
 
     @classmethod
-    def build(
-        cls, texts: Sequence[str], languages: Sequence[str], settings: Settings = Settings()
-    ) -> LexicalIndex:
+    def build(cls, texts: Sequence[str], languages: Sequence[str], settings: Settings = Settings()) -> LexicalIndex:
         """Index passages; `languages` gives "en", "zh" or "zh-hant" per text."""
         if len(texts) != len(languages):
             raise ValueError("texts and languages differ in length")

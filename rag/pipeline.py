@@ -324,7 +324,7 @@ class Pipeline:
         hits = search(index, self._query_text(q, language), qv, self.fusion(), filters, k or self.settings.k, language)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        answer = compose(q, language, index, hits, qv, self.answer_settings())
+        answer = compose(q, self._query_text(q, language), language, index, hits, qv, self.answer_settings())
         timings["answer"] = (time.perf_counter() - t) * 1000
         timings["total"] = sum(timings.values())
         return dataclasses.replace(answer, timings_ms=timings)

@@ -37,7 +37,7 @@ K = 10  # passages ranked per question
 LANGUAGES = ("en", "zh", "zh-hant")
 RECALL = tuple(f"evidence_recall@{k}" for k in range(1, K + 1))
 RANKING = (*RECALL, "evidence_mrr@10", "evidence_ndcg@10")
-MEANS = (*RANKING, "citation_precision", "answer_f1", "language_match")
+MEANS = (*RANKING, "citation_precision", "answer_f1", "language_match", "abstention_rate")
 ABSTENTION = ("abstention_precision", "abstention_recall", "abstention_f1")
 LATENCY = {"latency_p50_ms": 50.0, "latency_p95_ms": 95.0}
 COUNTS = ("questions", "answerable")
@@ -49,7 +49,7 @@ GROUPS = {
         "evidence_mrr@10",
         "evidence_ndcg@10",
     ],
-    "Answers": ["answer_f1", "citation_precision", "language_match", *ABSTENTION],
+    "Answers": ["answer_f1", "citation_precision", "language_match", "abstention_rate", *ABSTENTION],
     "Latency and counts": [*LATENCY, *COUNTS],
 }
 SECRET_SETTINGS = frozenset({"admin_password"})
@@ -153,9 +153,7 @@ def _question(record: Any, where: str) -> Question:
         raise DatasetError(f"{where}: empty question")
     evidence = []
     for e in record["evidence"]:
-        if not isinstance(e, dict) or not all(
-            isinstance(e.get(f), str) and e[f] for f in ("doc_id", "quote")
-        ):
+        if not isinstance(e, dict) or not all(isinstance(e.get(f), str) and e[f] for f in ("doc_id", "quote")):
             raise DatasetError(f'{where}: each evidence needs a non-empty "doc_id" and "quote"')
         evidence.append(Evidence(e["doc_id"], e["quote"]))
     if record["unanswerable"] != (not evidence):
@@ -228,9 +226,7 @@ def ranking_scores(relevant: Sequence[bool], passages: int) -> dict[str, float]:
 
     ids = [f"rank{i:02d}" for i in range(len(relevant))]
     found = [i for i, r in zip(ids, relevant, strict=True) if r]
-    qrels = {
-        "q": {**dict.fromkeys(found, 1), **{f"missed{j}": 1 for j in range(max(passages - len(found), 0))}}
-    }
+    qrels = {"q": {**dict.fromkeys(found, 1), **{f"missed{j}": 1 for j in range(max(passages - len(found), 0))}}}
     if not qrels["q"]:
         raise ValueError("an answerable question needs at least one evidence passage")
     results = {"q": {i: float(len(ids) - n) for n, i in enumerate(ids)}}
@@ -315,14 +311,13 @@ def score_question(pipe: Pipeline, question: Question, gold: Gold) -> dict[str, 
     row["latency_ms"] = (time.perf_counter() - t) * 1000
     text = _MARKER.sub("", answer.answer).strip()
     detected = detect(text) if text else ""
-    same = (
-        detected == "zh-hant" if question.language == "zh-hant" else base(detected) == base(question.language)
-    )
+    same = detected == "zh-hant" if question.language == "zh-hant" else base(detected) == base(question.language)
     row.update(
         abstained=answer.abstained,
         answer=answer.answer,
         answer_language=detected,
         language_match=float(same),
+        abstention_rate=float(answer.abstained),
         citations=[[c.doc_id, c.start, c.end] for c in answer.citations],
     )
     if not question.unanswerable:
@@ -350,6 +345,7 @@ def evaluate(
 
     from rag.embed import load_embedder
     from rag.pipeline import Pipeline
+    from rag.store import IndexMismatch
 
     questions = dataset.questions[:limit] if limit else dataset.questions
     shared: dict[str, Embedder] = dict(embedders or {})
@@ -361,7 +357,11 @@ def evaluate(
             if spec not in shared:
                 shared[spec] = load_embedder(spec)
         pipe = Pipeline(settings, {spec: shared[spec] for spec in settings.embedders})
-        build = pipe.ingest([dataset.corpus], progress=_stage_bars(progress, config.name), replace_all=True)
+        try:
+            build = pipe.ingest([dataset.corpus], progress=_stage_bars(progress, config.name), replace_all=True)
+        except IndexMismatch as exc:  # the configuration changed since its index was built: the index is ours
+            print(f"{exc}\nrebuilding index {settings.index_name!r}", file=sys.stderr)
+            build = pipe.ingest([dataset.corpus], _stage_bars(progress, config.name), rebuild=True, replace_all=True)
         for err in build.errors:
             print(f"skipped {err.path}: {err.reason}", file=sys.stderr)
         documents = pipe.index().documents
@@ -371,9 +371,7 @@ def evaluate(
         pipe.warm_up()
         rows[config.name] = [
             score_question(pipe, q, golds[q.qid])
-            for q in tqdm(
-                questions, desc=f"eval {config.name}", unit="q", file=sys.stderr, disable=not progress
-            )
+            for q in tqdm(questions, desc=f"eval {config.name}", unit="q", file=sys.stderr, disable=not progress)
         ]
         config_meta[config.name] = {
             "file": str(config.path) if config.path else None,
@@ -397,9 +395,7 @@ def evaluate(
             {
                 "title": f"Regression gate (configuration {configs[0].name!r})",
                 "columns": ["gate", "measured", "result"],
-                "rows": [
-                    [g["gate"], g["measured"], "pass" if g["passed"] else "FAIL"] for g in result["gates"]
-                ],
+                "rows": [[g["gate"], g["measured"], "pass" if g["passed"] else "FAIL"] for g in result["gates"]],
             }
         )
     return result
@@ -526,11 +522,11 @@ def aggregate(
         latency = np.array([r["latency_ms"] for r in mine], dtype=float)
         paired = baseline is not None and all(r["id"] in base_rows for r in mine)
         base_predicted = np.array([bool(base_rows[r["id"]]["abstained"]) for r in mine]) if paired else None
-        base_latency = (
-            np.array([base_rows[r["id"]]["latency_ms"] for r in mine], dtype=float) if paired else None
-        )
+        base_latency = np.array([base_rows[r["id"]]["latency_ms"] for r in mine], dtype=float) if paired else None
         prf = abstention_prf(predicted.tolist(), gold.tolist())
-        for i, metric in enumerate(ABSTENTION):
+        # P/R/F1 of abstaining only where some question should be withheld; elsewhere they are degenerate
+        # (1.0 or 0.0) and abstention_rate says how often answerable questions went unanswered.
+        for i, metric in enumerate(ABSTENTION if gold.any() else ()):
             table[metric] = _resampled_cell(
                 prf[i],
                 _abstention_stat(predicted, gold, i),
@@ -652,9 +648,7 @@ def build_result(
         for r in worst(rows[first])
     ]
     setting_names = list(next(iter(config_meta.values()))["settings"])
-    settings_rows = [
-        [s, *(_text(config_meta[c.name]["settings"][s]) for c in configs)] for s in setting_names
-    ]
+    settings_rows = [[s, *(_text(config_meta[c.name]["settings"][s]) for c in configs)] for s in setting_names]
     answerable = sum(not q.unanswerable for q in questions)
     return {
         "title": f"Newsletter QA benchmark — {dataset.name}",
@@ -680,9 +674,7 @@ def build_result(
         "groups": GROUPS,
         "slices": slices,
         "bar_metrics": ["evidence_recall@3", "abstention_f1", "answer_f1"],
-        "distributions": {
-            "ask latency (ms)": {name: [r["latency_ms"] for r in rs] for name, rs in rows.items()}
-        },
+        "distributions": {"ask latency (ms)": {name: [r["latency_ms"] for r in rs] for name, rs in rows.items()}},
         "tables": [
             {
                 "title": f"The {WORST} worst questions (configuration {first!r})",
@@ -743,9 +735,7 @@ def parse_gate(text: str) -> Gate:
         raise ValueError(f"--fail-under {text!r}: expected METRIC=VALUE or METRIC[SLICE]=VALUE")
     metric = m.group(1).lower()
     if metric not in known_metrics():
-        raise ValueError(
-            f"--fail-under {text!r}: unknown metric {metric!r}; known: {', '.join(known_metrics())}"
-        )
+        raise ValueError(f"--fail-under {text!r}: unknown metric {metric!r}; known: {', '.join(known_metrics())}")
     try:
         threshold = float(m.group(3))
     except ValueError:
@@ -755,7 +745,7 @@ def parse_gate(text: str) -> Gate:
 
 def check_gates(result: Mapping[str, Any], gates: Iterable[Gate]) -> list[dict[str, Any]]:
     """Each gate checked on the first configuration: {"gate", "threshold", "value", "measured", "passed"}."""
-    from rag.report import value_of
+    from rag.report import fmt, value_of
 
     table = next(iter(result["systems"].values()))
     out = []
@@ -764,7 +754,7 @@ def check_gates(result: Mapping[str, Any], gates: Iterable[Gate]) -> list[dict[s
             value, measured = None, f"slice {gate.slice!r} not in the report (slices: {', '.join(table)})"
         else:
             value = value_of(table[gate.slice].get(gate.metric))
-            measured = "not measured in this slice" if value is None else f"{value:.4f}"
+            measured = "not measured in this slice" if value is None else fmt(value)
         out.append(
             {
                 "gate": f"{gate}>={gate.threshold:g}",
@@ -784,9 +774,7 @@ def check_gates(result: Mapping[str, Any], gates: Iterable[Gate]) -> list[dict[s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `newsletter-qa eval run`."""
-    parser.add_argument(
-        "--dataset", type=Path, required=True, help="dataset folder (see eval/datasets/README.md)"
-    )
+    parser.add_argument("--dataset", type=Path, required=True, help="dataset folder (see eval/datasets/README.md)")
     parser.add_argument(
         "--config",
         dest="eval_configs",

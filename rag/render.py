@@ -26,7 +26,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "question": "Your question",
         "question_placeholder": "e.g. Where was the Seminar on Migrant Integration held?",
         "send": "Ask",
-        "clear": "New conversation",
+        "clear": "New chat",
         "examples": "Examples",
         "filters": "Filters",
         "filter_issue": "Newsletter issue",
@@ -202,6 +202,11 @@ def ui_language(question: str, current: str, locked: bool) -> str:
     return base(detect(question))
 
 
+def base_language(code: str) -> str:
+    """The UI language for a detected language code: "zh" for any Chinese, else "en"."""
+    return "zh" if base(code) == "zh" else "en"
+
+
 def language_name(code: str, ui_lang: str) -> str:
     return LANGUAGE_NAMES.get(base(ui_lang), LANGUAGE_NAMES["en"]).get(code, code or "—")
 
@@ -222,9 +227,7 @@ def link_markers(escaped: str, valid: Iterable[int], turn: int = 0) -> str:
         n = int(m.group(1))
         if n not in ok:
             return m.group(0)
-        return (
-            f'<a class="cite-marker" href="#cite-{n}" data-n="{n}" data-turn="{turn}" title="[{n}]">[{n}]</a>'
-        )
+        return f'<a class="cite-marker" href="#cite-{n}" data-n="{n}" data-turn="{turn}" title="[{n}]">[{n}]</a>'
 
     return _MARKER.sub(link, escaped)
 
@@ -233,7 +236,7 @@ def stream_prefixes(text: str, max_steps: int = 12) -> list[str]:
     """Growing prefixes of `text` for streaming; the last is `text`, none cuts a [n] marker in two."""
     if not text:
         return [""]
-    inside = set()
+    inside: set[int] = set()
     for m in _MARKER.finditer(text):
         inside.update(range(m.start() + 1, m.end()))
     cuts = [
@@ -282,9 +285,7 @@ def conversation_html(
             text = partial if last and partial is not None else answer.answer
             streaming = last and partial is not None and partial != answer.answer
             classes = (
-                "qa-msg qa-bot"
-                + (" qa-abstain" if answer.abstained else "")
-                + (" streaming" if streaming else "")
+                "qa-msg qa-bot" + (" qa-abstain" if answer.abstained else "") + (" streaming" if streaming else "")
             )
             label = escape(t(ui_lang, "abstained")) if answer.abstained else ""
             badge = f'<div class="qa-abstain-label">ⓘ {label}</div>' if answer.abstained else ""
@@ -359,9 +360,7 @@ def source_card(
     if c.also_in:
         names = [(titles or {}).get(d, d) for d in c.also_in]
         meta.append((t(ui_lang, "also_in"), " · ".join(names)))
-    rows = "".join(
-        f'<div class="meta-item"><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>' for k, v in meta if v
-    )
+    rows = "".join(f'<div class="meta-item"><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>' for k, v in meta if v)
     return (
         f'<article class="source-card" id="cite-{c.n}" data-n="{c.n}" data-turn="{turn}" '
         f'data-doc="{escape(c.doc_id)}">'
@@ -377,9 +376,7 @@ def source_card(
     )
 
 
-def sources_html(
-    answer: Answer | None, ui_lang: str, turn: int = 0, docs: Mapping[str, Document] | None = None
-) -> str:
+def sources_html(answer: Answer | None, ui_lang: str, turn: int = 0, docs: Mapping[str, Document] | None = None) -> str:
     """The sources panel for one answer: a card per citation, or a plain note."""
     head = f'<h3 class="sources-head">{escape(t(ui_lang, "sources"))}</h3>'
     if answer is None:
@@ -409,9 +406,7 @@ def document_html(doc: Document, c: Citation | None, ui_lang: str) -> str:
         (t(ui_lang, "language"), language_name(doc.language, ui_lang)),
         ("ID", doc.doc_id),
     ]
-    rows = "".join(
-        f'<div class="meta-item"><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>' for k, v in meta if v
-    )
+    rows = "".join(f'<div class="meta-item"><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>' for k, v in meta if v)
     text = doc.text
     if c is None:
         body = escape(text)
@@ -469,10 +464,7 @@ def text_html(css_class: str, text: str) -> str:
 
 
 def header_html(ui_lang: str) -> str:
-    return (
-        f'<div class="qa-header"><h1>{escape(t(ui_lang, "title"))}</h1>'
-        f"<p>{escape(t(ui_lang, 'subtitle'))}</p></div>"
-    )
+    return f'<div class="qa-header"><h1>{escape(t(ui_lang, "title"))}</h1><p>{escape(t(ui_lang, "subtitle"))}</p></div>'
 
 
 # --------------------------------------------------------------------------- page glue (CSS and JS)
@@ -512,6 +504,13 @@ if (!element.dataset.qaBound) {
   element.addEventListener('click', (e) => {
     const b = e.target.closest('button.open-doc');
     if (b) trigger('click', {n: Number(b.dataset.n), turn: Number(b.dataset.turn)});
+  });
+  // A long passage scrolls inside its card: bring the quoted sentence into view.
+  watch('value', () => {
+    element.querySelectorAll('.source-passage').forEach((box) => {
+      const m = box.querySelector('mark');
+      if (m) box.scrollTop = Math.max(0, m.offsetTop - 28);
+    });
   });
 }
 """
@@ -612,7 +611,7 @@ a.cite-marker:hover { text-decoration: underline; }
 .meta-item { display: flex; gap: 4px; }
 .meta-item dt { color: var(--body-text-color-subdued); }
 .meta-item dd { margin: 0; }
-.source-passage { margin: 0; padding: 8px 12px; border-left: 3px solid var(--color-accent-soft);
+.source-passage { position: relative; margin: 0; padding: 8px 12px; border-left: 3px solid var(--color-accent-soft);
   background: var(--background-fill-secondary); font-size: .9rem; line-height: 1.65;
   white-space: pre-wrap;
   max-height: 240px; overflow: auto; border-radius: 0 6px 6px 0; }

@@ -121,8 +121,9 @@ def delta_of(cell: Any) -> tuple[float, float | None, float | None] | None:
     if not d or d[0] is None or not math.isfinite(d[0]):
         return None
     lo, hi = (d[1], d[2]) if len(d) == 3 else (None, None)
-    ok = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
-    return float(d[0]), (float(lo) if ok else None), (float(hi) if ok else None)
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return float(d[0]), None, None
+    return float(d[0]), float(lo), float(hi)
 
 
 def slices_of(result: Mapping[str, Any]) -> list[str]:
@@ -181,8 +182,9 @@ class _Raw(str):
 
 
 def _md(text: Any) -> str:
-    """Table-safe markdown text: HTML-escaped (viewers render raw HTML), pipes escaped, one line."""
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+    """Table-safe markdown text on one line: no raw HTML (viewers render it: `<` and `&` escaped), pipes escaped."""
+    text = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;")
+    return text.replace("|", "\\|")
 
 
 def render_markdown(result: Mapping[str, Any]) -> str:
@@ -208,8 +210,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                     ["slice", *metrics],
                     [
                         [s, *(" ".join(p for p in _cell_parts(table[s].get(m)) if p) for m in metrics)]
-                        for s in slices
-                        if s in table
+                        for s in _shown(slices, table, metrics)
                     ],
                 ),
                 "",
@@ -217,7 +218,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         for name in systems[1:]:
             table = result["systems"][name]
             rows = []
-            for s in (s for s in slices if s in table):
+            for s in _shown(slices, table, metrics):
                 cells = []
                 for m in metrics:
                     d, ci, sig = _delta_parts(table[s].get(m))
@@ -231,13 +232,19 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                 "",
             ]
     for extra in result.get("tables") or []:
-        lines += [f"## {_md(extra['title'])}", "", _md_table(extra["columns"], extra["rows"]), ""]
+        lines += [f"## {_md(extra['title'])}", "", _md_table(extra["columns"], extra["rows"], numeric=False), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _md_table(columns: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
+def _shown(slices: Sequence[str], table: Mapping[str, Any], metrics: Sequence[str]) -> list[str]:
+    """The slices of a system with a figure for at least one of `metrics` (no rows of dashes)."""
+    return [s for s in slices if s in table and any(value_of(table[s].get(m)) is not None for m in metrics)]
+
+
+def _md_table(columns: Sequence[Any], rows: Sequence[Sequence[Any]], numeric: bool = True) -> str:
+    """A markdown table; with `numeric` every column but the first is right-aligned."""
     head = "| " + " | ".join(_md(c) for c in columns) + " |"
-    rule = "|" + "|".join(":--" if i == 0 else "--:" for i in range(len(columns))) + "|"
+    rule = "|" + "|".join(":--" if i == 0 or not numeric else "--:" for i in range(len(columns))) + "|"
     body = ["| " + " | ".join(c if isinstance(c, _Raw) else _md(c) for c in row) + " |" for row in rows]
     return "\n".join([head, rule, *body])
 
@@ -283,8 +290,7 @@ def render_html(result: Mapping[str, Any], figures: Mapping[str, tuple[str, str]
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
@@ -302,7 +308,7 @@ def render_html(result: Mapping[str, Any], figures: Mapping[str, tuple[str, str]
         for name in systems:
             table = result["systems"][name]
             rows = []
-            for s in (s for s in slices if s in table):
+            for s in _shown(slices, table, metrics):
                 cells = "".join(
                     f"<td>{_e(v)} <span class=ci>{_e(ci)}</span></td>"
                     for v, ci in (_cell_parts(table[s].get(m)) for m in metrics)
@@ -312,7 +318,7 @@ def render_html(result: Mapping[str, Any], figures: Mapping[str, tuple[str, str]
         for name in systems[1:]:
             table = result["systems"][name]
             rows = []
-            for s in (s for s in slices if s in table):
+            for s in _shown(slices, table, metrics):
                 cells = ""
                 for m in metrics:
                     d, ci, sig = _delta_parts(table[s].get(m))
@@ -320,9 +326,7 @@ def render_html(result: Mapping[str, Any], figures: Mapping[str, tuple[str, str]
                 rows.append(f'<tr><th class="t">{_e(s)}</th>{cells}</tr>')
             out.append(_html_table(f"{name} − {systems[0]} (bold: the 95% CI excludes 0)", metrics, rows))
     for extra in result.get("tables") or []:
-        rows = [
-            "<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in row) + "</tr>" for row in extra["rows"]
-        ]
+        rows = ["<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in row) + "</tr>" for row in extra["rows"]]
         out.append(f"<h2>{_e(extra['title'])}</h2>")
         out.append(_html_table("", extra["columns"], rows, first_blank=False))
     out.append("</body></html>")
@@ -347,7 +351,7 @@ def plots(result: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     main = "all" if any("all" in t for t in systems.values()) else slices[0]
     out: dict[str, tuple[str, str]] = {}
     for stem, ks in _families(result, main).items():
-        series = []
+        series: list[tuple[str, list[tuple[float, float, tuple[float, float] | None]]]] = []
         for name, table in systems.items():
             row = table.get(main, {})
             points = [(k, value_of(row.get(f"{stem}@{k}")), ci_of(row.get(f"{stem}@{k}"))) for k in ks]
@@ -359,17 +363,15 @@ def plots(result: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
         out[_slug(name)] = (title, histogram(title, name, {s: list(v) for s, v in per_system.items()}))
     bar_metrics = result.get("bar_metrics") or metrics_of(result)[:1]
     for metric in bar_metrics:
-        cats = [
-            s for s in slices if any(value_of(t.get(s, {}).get(metric)) is not None for t in systems.values())
-        ]
+        cats = [s for s in slices if any(value_of(t.get(s, {}).get(metric)) is not None for t in systems.values())]
         if not cats:
             continue
-        series = [
+        bars = [
             (name, [(value_of(t.get(s, {}).get(metric)), ci_of(t.get(s, {}).get(metric))) for s in cats])
             for name, t in systems.items()
         ]
         title = f"{metric} by slice"
-        out[f"bars-{_slug(metric)}"] = (title, bar_chart(title, metric, cats, series))
+        out[f"bars-{_slug(metric)}"] = (title, bar_chart(title, metric, cats, bars))
     return out
 
 
@@ -393,8 +395,7 @@ def _svg_open(width: int, height: int, title: str) -> list[str]:
         f'viewBox="0 0 {width} {height}" role="img" font-family="system-ui,sans-serif" font-size="12">',
         f"<title>{_e(title)}</title>",
         f'<rect width="{width}" height="{height}" fill="#fff"/>',
-        f'<text x="{width / 2:.0f}" y="20" text-anchor="middle" font-size="14" font-weight="600">'
-        f"{_e(title)}</text>",
+        f'<text x="{width / 2:.0f}" y="20" text-anchor="middle" font-size="14" font-weight="600">{_e(title)}</text>',
     ]
 
 
@@ -409,27 +410,19 @@ def _nice_ticks(top: float, count: int = 5) -> list[float]:
     return [i * step for i in range(n + 1)]
 
 
-def _y_axis(
-    lines: list[str], ticks: Sequence[float], x0: float, x1: float, y: Any, label: str, top: float
-) -> None:
+def _y_axis(lines: list[str], ticks: Sequence[float], x0: float, x1: float, y: Any, label: str) -> None:
     for t in ticks:
         yy = y(t)
         lines.append(f'<line x1="{x0}" x2="{x1}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#e5e5e5"/>')
-        lines.append(
-            f'<text x="{x0 - 6}" y="{yy + 4:.1f}" text-anchor="end">{_e(fmt(t) if t else "0")}</text>'
-        )
-    mid = (y(0) + y(top)) / 2
-    lines.append(
-        f'<text transform="translate(14 {mid:.1f}) rotate(-90)" text-anchor="middle">{_e(label)}</text>'
-    )
+        lines.append(f'<text x="{x0 - 6}" y="{yy + 4:.1f}" text-anchor="end">{_e(f"{round(t, 6):g}")}</text>')
+    mid = (y(ticks[0]) + y(ticks[-1])) / 2
+    lines.append(f'<text transform="translate(14 {mid:.1f}) rotate(-90)" text-anchor="middle">{_e(label)}</text>')
 
 
 def _legend(lines: list[str], names: Sequence[str], x: float, y: float) -> None:
     for i, name in enumerate(names):
         yy = y + 18 * i
-        lines.append(
-            f'<rect x="{x}" y="{yy - 9}" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/>'
-        )
+        lines.append(f'<rect x="{x}" y="{yy - 9}" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/>')
         lines.append(f'<text x="{x + 18}" y="{yy + 1}">{_e(name)}</text>')
 
 
@@ -439,12 +432,17 @@ def line_chart(
     y_label: str,
     series: Sequence[tuple[str, Sequence[tuple[float, float, tuple[float, float] | None]]]],
 ) -> str:
-    """One line per series over numeric x, with a shaded CI band where given; y from 0."""
+    """One line per series over numeric x, with a shaded CI band where given.
+
+    Scores (all in [0, 1]) that stay high get a zoomed y axis starting at a round value below the lowest one,
+    so close configurations stay apart; the axis labels say where it starts.
+    """
     width, height, left, right, top, bottom = 680, 380, 60, 170, 40, 50
     xs = sorted({p[0] for _n, pts in series for p in pts}) or [0.0, 1.0]
     ys = [v for _n, pts in series for _x, v, ci in pts for v in (v, *(ci or ()))]
-    y_top = 1.0 if ys and max(ys) <= 1.0 else max(ys or [1.0])
-    ticks = _nice_ticks(y_top)
+    scores = bool(ys) and min(ys) >= 0 and max(ys) <= 1.0
+    y_lo = max(0.0, math.floor(min(ys) * 10 - 0.5) / 10) if scores and min(ys) >= 0.3 else 0.0
+    ticks = [y_lo + t for t in _nice_ticks((1.0 if scores else max(ys or [1.0])) - y_lo)]
     y_top = ticks[-1]
     x_lo, x_hi = xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1
 
@@ -452,17 +450,14 @@ def line_chart(
         return left + (v - x_lo) / (x_hi - x_lo) * (width - left - right)
 
     def y(v: float) -> float:
-        return height - bottom - v / y_top * (height - top - bottom)
+        return height - bottom - (v - y_lo) / (y_top - y_lo) * (height - top - bottom)
 
     lines = _svg_open(width, height, title)
-    _y_axis(lines, ticks, left, width - right, y, y_label, y_top)
+    _y_axis(lines, ticks, left, width - right, y, y_label)
     for v in xs:
-        lines.append(
-            f'<text x="{x(v):.1f}" y="{height - bottom + 16}" text-anchor="middle">{_e(fmt(v))}</text>'
-        )
+        lines.append(f'<text x="{x(v):.1f}" y="{height - bottom + 16}" text-anchor="middle">{_e(fmt(v))}</text>')
     lines.append(
-        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 10}" text-anchor="middle">'
-        f"{_e(x_label)}</text>"
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 10}" text-anchor="middle">{_e(x_label)}</text>'
     )
     for i, (_name, pts) in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
@@ -470,9 +465,7 @@ def line_chart(
         if len(band) >= 2:
             upper = " ".join(f"{x(px):.1f},{y(ci[1]):.1f}" for px, ci in band)
             lower = " ".join(f"{x(px):.1f},{y(ci[0]):.1f}" for px, ci in reversed(band))
-            lines.append(
-                f'<polygon points="{upper} {lower}" fill="{color}" fill-opacity="0.12" stroke="none"/>'
-            )
+            lines.append(f'<polygon points="{upper} {lower}" fill="{color}" fill-opacity="0.12" stroke="none"/>')
         if pts:
             path = " ".join(f"{x(px):.1f},{y(v):.1f}" for px, v, _ci in pts)
             lines.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
@@ -495,10 +488,7 @@ def histogram(title: str, x_label: str, series: Mapping[str, Sequence[float]], b
         lo, hi = lo - 0.5, hi + 0.5
     step = (hi - lo) / bins
     counts = {
-        name: [
-            sum(1 for v in vs if math.isfinite(v) and min(int((v - lo) / step), bins - 1) == b)
-            for b in range(bins)
-        ]
+        name: [sum(1 for v in vs if math.isfinite(v) and min(int((v - lo) / step), bins - 1) == b) for b in range(bins)]
         for name, vs in series.items()
     }
     c_top = max((c for cs in counts.values() for c in cs), default=1) or 1
@@ -511,16 +501,13 @@ def histogram(title: str, x_label: str, series: Mapping[str, Sequence[float]], b
         return height - bottom - v / ticks[-1] * (height - top - bottom)
 
     lines = _svg_open(width, height, title)
-    _y_axis(lines, ticks, left, width - right, y, "count", ticks[-1])
+    _y_axis(lines, ticks, left, width - right, y, "count")
     tick_step = _nice_ticks(hi - lo)[1]
     for i in range(math.ceil(lo / tick_step), math.floor(hi / tick_step) + 1):
         v = i * tick_step
-        lines.append(
-            f'<text x="{x(v):.1f}" y="{height - bottom + 16}" text-anchor="middle">{_e(fmt(v))}</text>'
-        )
+        lines.append(f'<text x="{x(v):.1f}" y="{height - bottom + 16}" text-anchor="middle">{_e(fmt(v))}</text>')
     lines.append(
-        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 10}" text-anchor="middle">'
-        f"{_e(x_label)}</text>"
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 10}" text-anchor="middle">{_e(x_label)}</text>'
     )
     for i, (name, cs) in enumerate(counts.items()):
         color = PALETTE[i % len(PALETTE)]
@@ -559,7 +546,7 @@ def bar_chart(
         return height - bottom - v / ticks[-1] * (height - top - bottom)
 
     lines = _svg_open(width, height, title)
-    _y_axis(lines, ticks, left, width - right, y, y_label, ticks[-1])
+    _y_axis(lines, ticks, left, width - right, y, y_label)
     for c, cat in enumerate(categories):
         gx = left + 10 + c * group
         cx = gx + n * bar / 2
@@ -580,8 +567,7 @@ def bar_chart(
             if ci:
                 mx = bx + (bar - 2) / 2
                 lines.append(
-                    f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{y(ci[0]):.1f}" y2="{y(ci[1]):.1f}" '
-                    f'stroke="#333"/>'
+                    f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{y(ci[0]):.1f}" y2="{y(ci[1]):.1f}" stroke="#333"/>'
                 )
     _legend(lines, [name for name, _p in series], width - right + 16, top + 10)
     lines.append("</svg>")

@@ -1,3 +1,5 @@
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +36,7 @@ def test_chunks_have_exact_offsets_overlap_and_stay_in_sections() -> None:
         assert units(c.text) <= 40
         assert all(c.start <= s < e <= c.end for s, e in c.sentences)
     # consecutive chunks of one section overlap
-    same = [(x, y) for x, y in zip(chunks, chunks[1:], strict=False) if x.section == y.section]
+    same = [(x, y) for x, y in itertools.pairwise(chunks) if x.section == y.section]
     assert any(y.start < x.end for x, y in same)
 
 

@@ -23,9 +23,7 @@ SPLIT_WORDS = {
     "prov inc ia l": "provincial",  # not in the README, found by reading the sample
 }
 LETTER_SPACED = {
-    "e x p e r t s  f ro m  t h e  o r g a n i z a t i o n ' s": (
-        "experts from the organization's headquarters"
-    ),
+    "e x p e r t s  f ro m  t h e  o r g a n i z a t i o n ' s": ("experts from the organization's headquarters"),
 }
 HARD_BREAKS = {
     "Seminar on Migrant \nIntegration was held": "Seminar on Migrant Integration was held",
@@ -104,8 +102,7 @@ def test_sample_sections_follow_the_page_rule(sample: tuple[str, Document]) -> N
         ("PROJECT HIGHLIGHTS", "Seminar on Migrant Integration", "On 9-10 May 2023 a S"),
         (
             "MMSP II EVENTS",
-            "Field visit for representatives of EU Member States and Schengen Area countries"
-            " to Hainan province",
+            "Field visit for representatives of EU Member States and Schengen Area countries to Hainan province",
             "Mr. Wang Haixing, Di",
         ),
         (
@@ -362,9 +359,7 @@ def test_markdown_banners_and_headings() -> None:
 
 
 def test_markdown_adjacent_banners_and_english() -> None:
-    doc = clean(
-        raw("Intro line\nwrapped.\n\n# Newsletter 11\n\n## POLICY CORNER\n\nThe NIA resumed visas.\n", "md")
-    )
+    doc = clean(raw("Intro line\nwrapped.\n\n# Newsletter 11\n\n## POLICY CORNER\n\nThe NIA resumed visas.\n", "md"))
     assert doc.text == "Intro line wrapped.\n\nThe NIA resumed visas."
     assert doc.sections == (Section(0, 21, ""), Section(21, len(doc.text), "Newsletter 11 — POLICY CORNER"))
     # Markdown is authored text: no PDF repairs

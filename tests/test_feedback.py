@@ -86,9 +86,7 @@ def test_concurrent_appends_do_not_interleave(tmp_path: Path) -> None:
     lines = feedback.feedback_path(tmp_path).read_text("utf-8").splitlines()
     assert len(lines) == 200
     rows = [json.loads(line) for line in lines]  # every line is one whole entry
-    assert sorted(r["answer_id"] for r in rows) == sorted(
-        f"a{w * 100 + i}" for w in range(8) for i in range(25)
-    )
+    assert sorted(r["answer_id"] for r in rows) == sorted(f"a{w * 100 + i}" for w in range(8) for i in range(25))
     assert all(r["comment"].endswith(big) for r in rows)
 
 
@@ -119,9 +117,7 @@ def test_export_rejects_unknown_format(tmp_path: Path) -> None:
         feedback.export(tmp_path, "xml", None)
 
 
-def test_cli_feedback_export(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+def test_cli_feedback_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path))
     feedback.record(tmp_path, _entry(1))
     feedback.record(tmp_path, _entry(2, "down"))

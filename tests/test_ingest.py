@@ -115,9 +115,7 @@ def test_crlf_is_normalised(tmp_path: Path) -> None:
 
 
 def test_binary_txt_raises(tmp_path: Path) -> None:
-    path = _write(
-        tmp_path / "blob.txt", bytes([0x89, 0x50, 0x4E, 0x47, 0, 0, 0, 0x0D, 0xFF, 0x00, 0x10, 0x00, 0x7F])
-    )
+    path = _write(tmp_path / "blob.txt", bytes([0x89, 0x50, 0x4E, 0x47, 0, 0, 0, 0x0D, 0xFF, 0x00, 0x10, 0x00, 0x7F]))
     with pytest.raises(IngestError, match="binary or corrupt") as info:
         read(path)
     assert info.value.path == path
@@ -151,9 +149,7 @@ def test_front_matter_parsed_and_removed(tmp_path: Path) -> None:
     )
     doc = read(_write(tmp_path / "issue-11.md", md))
     assert doc.text == "# FOREWORD\nBody.\n"
-    assert doc.meta == Meta(
-        title="MMSP II Newsletter", issue="11", period="May 2022 – June 2023", language="en"
-    )
+    assert doc.meta == Meta(title="MMSP II Newsletter", issue="11", period="May 2022 – June 2023", language="en")
     assert (doc.doc_id, doc.fmt) == ("issue-11", "md")
 
 
@@ -170,9 +166,7 @@ def test_sidecar_wins_over_front_matter(tmp_path: Path) -> None:
     _write(tmp_path / "mmsp-ii-newsletter-issue-11.zh.meta.json", json.dumps(sidecar, ensure_ascii=False))
     doc = read(path)
     assert doc.doc_id == "mmsp-ii-newsletter-issue-11.zh"
-    assert doc.meta == Meta(
-        title="第11期", issue="11", date_start="2022-05-01", language="en", edition_of="mmsp-ii-11"
-    )
+    assert doc.meta == Meta(title="第11期", issue="11", date_start="2022-05-01", language="en", edition_of="mmsp-ii-11")
 
 
 def test_bad_sidecar_raises(tmp_path: Path) -> None:
@@ -240,10 +234,7 @@ def test_docx_headings_paragraphs_and_tables(tmp_path: Path) -> None:
     document.add_paragraph(ZH_HANS)
     document.save(str(tmp_path / "issue.docx"))
     doc = read(tmp_path / "issue.docx")
-    assert (
-        doc.text
-        == f"## MMSP II EVENTS\n\nFirst paragraph.\n\n### Study visit\n\nCell A\n\nCell B\n\n{ZH_HANS}"
-    )
+    assert doc.text == f"## MMSP II EVENTS\n\nFirst paragraph.\n\n### Study visit\n\nCell A\n\nCell B\n\n{ZH_HANS}"
     assert (doc.fmt, doc.meta.title) == ("docx", "MMSP II EVENTS")
 
 

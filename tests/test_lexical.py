@@ -17,8 +17,7 @@ from rag.lexical import LexicalIndex, analyze, stem
 PASSAGES = [
     "A seminar on migrant integration was held in Hangzhou, where experts discussed how immigrants settle "
     "into local communities.",
-    "Border management at ports of entry: officers check the passports and visas of travellers crossing "
-    "the border.",
+    "Border management at ports of entry: officers check the passports and visas of travellers crossing the border.",
     "移民融合研讨会在杭州举行，专家们讨论了移民如何融入当地社区。",
     "口岸边境管理：边检人员在入境口岸检查旅客的护照和签证。",
 ]

@@ -15,14 +15,10 @@ TEXT = "INTRO\n\nFirst sentence here. The seminar was held in Hangzhou, China. O
 
 
 def _doc(text: str = TEXT, title: str = "Test <b>Newsletter</b>") -> Document:
-    return Document(
-        doc_id="doc-1", text=text, meta=Meta(title=title, issue="11", period="2023"), language="en"
-    )
+    return Document(doc_id="doc-1", text=text, meta=Meta(title=title, issue="11", period="2023"), language="en")
 
 
-def _cite(
-    doc: Document, quote: str, passage_from: int, passage_to: int, n: int = 1, **kw: object
-) -> Citation:
+def _cite(doc: Document, quote: str, passage_from: int, passage_to: int, n: int = 1, **kw: object) -> Citation:
     start = doc.text.index(quote)
     fields = dict(
         n=n,
@@ -169,9 +165,7 @@ def test_card_shows_metadata_and_other_editions() -> None:
         ("   ", "zh", False, "zh"),
     ],
 )
-def test_ui_language_follows_question_unless_picked(
-    question: str, current: str, locked: bool, expected: str
-) -> None:
+def test_ui_language_follows_question_unless_picked(question: str, current: str, locked: bool, expected: str) -> None:
     assert render.ui_language(question, current, locked) == expected
 
 
@@ -179,9 +173,7 @@ def test_strings_exist_in_both_languages() -> None:
     assert set(render.STRINGS["en"]) == set(render.STRINGS["zh"])
     assert render.t("zh", "send") == "提问" and render.t("en", "send") == "Ask"
     assert render.t("zh-hant", "sources") == "来源"
-    assert (
-        render.t("en", "too_big", name="a.pdf", size=25.04, mb=20) == "a.pdf is 25.0 MB; the limit is 20 MB."
-    )
+    assert render.t("en", "too_big", name="a.pdf", size=25.04, mb=20) == "a.pdf is 25.0 MB; the limit is 20 MB."
     assert render.UI_LANGUAGES == {"English": "en", "简体中文": "zh"}
 
 
