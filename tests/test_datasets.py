@@ -131,7 +131,7 @@ def test_dev_counts() -> None:
 def test_heldout_counts_and_directions() -> None:
     everything = load(HELDOUT)
     unanswerable = Counter(r["language"] for r in everything if r["unanswerable"])
-    assert unanswerable == {"en": 5, "zh": 5, "zh-hant": 2}
+    assert unanswerable == {"en": 7, "zh": 7, "zh-hant": 2}
     records = [r for r in everything if not r["unanswerable"]]
     langs = Counter(r["language"] for r in records)
     assert langs == {"en": 10, "zh": 10}
