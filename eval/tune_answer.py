@@ -40,7 +40,7 @@ def main(dataset: Path) -> None:
         cases.append((q, text, language, hits, qv, gold))
     base = pipe.answer_settings()
     results = []
-    grid = itertools.product([0.0, 0.9, 1.0, 1.1, 1.2], [0.02, 0.05, 0.1], [0.1, 0.2, 0.3, 0.5], [1, 2, 3])
+    grid = itertools.product([0.0, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1], [0.05], [0.1, 0.2, 0.3, 0.4, 0.5], [1, 2, 3])
     for threshold, margin, type_margin, max_sentences in grid:
         s = replace(base, threshold=threshold, margin=margin, type_margin=type_margin, max_sentences=max_sentences)
         results.append((*evaluate(cases, index, s), s))

@@ -9,10 +9,15 @@ import numpy as np
 
 from rag.chunk import units
 from rag.lang import base, to_traditional
+from rag.scope import unknown_names
 from rag.store import Index
 from rag.types import Answer, Citation, Hit
 from rag.verify import need, satisfies
 
+NEVER_MENTIONED = {
+    "en": "The newsletters don't say. They never mention {names}.",
+    "zh": "新闻简报中没有提到这一点。简报中从未出现{names}。",
+}
 ABSTAIN = {
     "en": "The newsletters don't say. No passage in the indexed newsletters answers this question.",
     "zh": "新闻简报中没有提到这一点。已索引的新闻简报中没有能回答这个问题的段落。",
@@ -24,10 +29,10 @@ ABSTAIN = {
 class AnswerSettings:
     """How sentences are scored and chosen, and when the evidence is too weak to answer (tuned on dev)."""
 
-    threshold: float = 0.5  # abstain when the best sentence scores below this
+    threshold: float = 0.8  # abstain when the best sentence scores below this
     max_sentences: int = 3
     margin: float = 0.05  # quote further sentences scoring within this of the best one
-    type_margin: float = 0.3  # how far below the best a sentence of the asked-for kind may score
+    type_margin: float = 0.2  # how far below the best a sentence of the asked-for kind may score
     weights: Mapping[str, float] = field(default_factory=lambda: {"use": 0.25, "e5": 1.0, "lexical": 1.0})
     rank_penalty: float = 0.01  # per rank of the passage the sentence comes from
     short_penalty: float = 0.1  # for fragments of under 6 units ("The MMSP Project Team")
@@ -101,6 +106,16 @@ def choose(
     return [s for s in fitting if s.score >= top - settings.margin][: settings.max_sentences]
 
 
+def never_mentioned(names: Sequence[str], language: str) -> str:
+    """The abstention for a question about names no newsletter mentions, in the question's language."""
+    if base(language) == "zh":
+        text = NEVER_MENTIONED["zh"].format(names="、".join(f"“{n}”" for n in names))
+        return to_traditional(text) if language == "zh-hant" else text
+    quoted = [f'"{n}"' for n in names]
+    joined = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return NEVER_MENTIONED["en"].format(names=joined)
+
+
 def compose(
     question: str,
     query: str,
@@ -114,6 +129,8 @@ def compose(
 
     `query` is the question as matched (Traditional converted to Simplified).
     """
+    if unknown := unknown_names(query, index.corpus):
+        return Answer(question=question, language=language, abstained=True, answer=never_mentioned(unknown, language))
     sentences = score_sentences(index, hits, query, query_vectors, settings)
     chosen = choose(index, hits, sentences, query, settings)
     if not chosen:

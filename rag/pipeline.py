@@ -18,6 +18,7 @@ from rag.clean import clean
 from rag.embed import Embedder, load_embedder
 from rag.ingest import IngestError, discover, read_many
 from rag.retrieve import Filters, FusionSettings, search
+from rag.scope import unknown_names
 from rag.settings import Settings
 from rag.store import Index, IndexNotFound, Manifest, list_indexes, open_index, write_index, write_lock
 from rag.types import Answer, Chunk, Document, Hit
@@ -71,6 +72,7 @@ class Pipeline:
             e.encode_queries(["warm up"])
         if index.lexical is not None:
             index.lexical.search("warm up 预热", k=1)
+        unknown_names("Warm up 预热北京", index.corpus)  # jieba's part-of-speech tagger loads in about a second
 
     # -- index ----------------------------------------------------------------------------------
     def index(self) -> Index:
@@ -154,7 +156,10 @@ class Pipeline:
         with write_lock(self.settings.index_dir):
             old = self._open_existing()
             if old is None:
-                raise IndexNotFound(f"no index {self.settings.index_name!r} to remove from")
+                existing = list_indexes(self.settings.index_root)
+                raise IndexNotFound(
+                    f"unknown index {self.settings.index_name!r}; existing: {', '.join(existing) or 'none'}"
+                )
             missing = [d for d in doc_ids if d not in old.documents]
             if missing:
                 raise KeyError(

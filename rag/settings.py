@@ -32,7 +32,7 @@ class Settings:
     k: int = 5
     candidates: int = 40  # per channel, before fusion
     rerank: bool = True
-    abstain_threshold: float = 0.5
+    abstain_threshold: float = 0.8
     max_answer_sentences: int = 3
     max_question_chars: int = 2000
     admin_password: str = ""

@@ -12,14 +12,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rag.scope import Corpus
 from rag.types import Chunk, Document, Meta, Section
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence-level BM25 (lexical-sentences/)
 
 
 class StoreError(RuntimeError):
@@ -87,6 +89,11 @@ class Index:
             self.faiss = {name: _flat_index(v) for name, v in self.vectors.items()}
         if not self.chunk_sentences:
             self.chunk_sentences = _map_chunk_sentences(self.chunks, self.sentences)
+
+    @cached_property
+    def corpus(self) -> Corpus:
+        """All documents' text, for checking whether a question names something the newsletters mention."""
+        return Corpus.of((d.text, d.language) for d in self.documents.values())
 
 
 def _flat_index(vectors: np.ndarray) -> Any:

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from rag.lang import to_simplified
 
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_DATE = re.compile(rf"\b(?:1[89]\d\d|20\d\d)\b|\b(?:{_MONTHS})\b|\d+\s*[年月日]|[一二三四五六七八九十]+月")
+_DAYS = r"\d{1,2}(?:\s*(?:-|–|to|and)\s*\d{1,2})?"  # "9-10", "20 to 23"
+_DATE = re.compile(
+    rf"\b{_DAYS}\s+(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+{_DAYS}\b"  # "20 to 23 February", "May 9"
+    rf"|\b(?:1[89]\d\d|20\d\d)\b|\b(?:{_MONTHS})\b|\d+\s*[年月日号]|[一二三四五六七八九十]+月"
+)
 _DURATION = re.compile(
     r"\d+(?:/\d+)*[- ]?(?:hours?|days?|weeks?|months?|years?)\b|\d+(?:/\d+)*\s*(?:小时|天|日|周|个月|年)"
 )
@@ -22,19 +26,46 @@ _MONEY = re.compile(
     r"€|\bEUR\b|\beuros?\b|\$|\bUSD\b|\bdollars?\b|\bmillion\b|\bbillion\b|万元|亿|欧元|美元|人民币", re.I
 )
 _NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?"
+# Digits bounded by ASCII only: in "的25名" the Han characters around 25 are word characters to `\b`.
 _COUNT = re.compile(
-    rf"(?<![\w.])\d+(?:[.,]\d+)?(?![\w])|[一二三四五六七八九十两百千万]+[名个人位家国项所]|\b(?:{_NUMBER_WORDS})\b",
+    rf"(?<![A-Za-z0-9_.])\d+(?:[.,]\d+)?(?![A-Za-z0-9_])|[一二三四五六七八九十两百千万]+[名个人位家国项所次届期批]"
+    rf"|\b(?:{_NUMBER_WORDS})\b",
     re.I,
+)
+_ORDINAL = re.compile(
+    r"第[一二三四五六七八九十百\d]+|[一二两三四五六七八九十]+次"
+    r"|\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|\d+(?:st|nd|rd|th))\b",
+    re.I,
+)
+# Who did something: a person (title, honorific) or an organisation.
+_PERSON = re.compile(
+    r"\b(?:Mr|Ms|Mrs|Dr|Prof|H\.E)\b\.?|先生|女士|阁下|教授|博士"
+    r"|\b(?:Director|Minister|Vice-Minister|Chief|Head|Commissioner|Ambassador|Officer|Manager|President|Secretary|Chair)"
+    r"|司长|局长|部长|处长|主任|大使(?!馆)|总干事|主席|负责人",
+)
+_ORGANISATION = re.compile(
+    r"\b(?:IOM|NIA|MPS|EU|UN|DG HOME|Europol|Eurojust|EMPACT|Organi[sz]ation|Administration|Ministry|Department"
+    r"|Office|Commission|Embassy|Embassies|Bureau|Service|Council|Institute|Foundation|Association|Court"
+    r"|Procuratorate|University|Centre|Center|Delegation|Station|Team)\b"
+    r"|组织|管理局|公安部|部门|[厅局司处署]|办公室|委员会|使馆|大学|基金会|中心|协会|法院|检察院|研究所|代表团|总站|团队|欧盟",
 )
 _NEXT_Q = re.compile(r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|下一|下届|下次|接替|继任", re.I)
 _NEXT_A = re.compile(
     r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|\bfuture\b|下一|下届|下次|接替|继任|即将|今后|未来", re.I
 )
 
+# Numbered series: "MMSP II" / "Phase III" / "第三期". A sentence about phase III does not answer for phase II.
+_SERIAL_EN = re.compile(r"\b([A-Za-z]{3,})(?:\s+|\s*[-–]\s*Phase\s+)(IV|IX|V?I{1,3}|V|X|\d+)\b(?!-)")
+_SERIAL_ZH = re.compile(r"第?([一二三四五六七八九十]|\d+)期")
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9, "X": 10}
+_HAN_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
+_PHASE = {"mmsp", "phase", "期"}
+
 # Question patterns, checked in this order; the first match is the expected answer type.
 _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("money", re.compile(r"\bbudget\b|how much (?:money|funding)|\bcost\b|预算|多少钱|多少资金|多少经费|金额", re.I)),
     ("duration", re.compile(r"how long|多久|多长时间|有效期", re.I)),
+    ("ordinal", re.compile(r"第几|how many times|which time", re.I)),
     ("count", re.compile(r"how many|number of|多少(?![钱资经])|几(?:个|名|位|家|国|人|次)|有几", re.I)),
     (
         "date",
@@ -42,6 +73,8 @@ _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"\bwhen\b|what year|which year|what date|which day|何时|什么时候|哪一年|哪年|几月|哪天|哪几年|哪几天", re.I
         ),
     ),
+    ("person", re.compile(r"叫什么名字|什么名字|姓名|\bwhat is the name of\b|\bwhat was the name of\b", re.I)),
+    ("agent", re.compile(r"^\s*who\b|\bwho\s+(?:is|was|were|are|did|will|has|had)\b|谁|哪位|哪些人", re.I)),
 )
 
 
@@ -49,9 +82,10 @@ _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 class Need:
     """What a sentence must contain to answer the question."""
 
-    kind: str = "other"  # money, duration, count, date, other
+    kind: str = "other"  # money, duration, ordinal, count, date, person, agent, other
     numbers: tuple[str, ...] = ()  # numbers the question names (years, issue numbers) that the passage must name
     future: bool = False  # the question asks about a next / successor / upcoming event
+    serials: frozenset[tuple[str, int]] = frozenset()  # numbered series the question names ("MMSP II")
 
 
 def need(question: str) -> Need:
@@ -59,7 +93,19 @@ def need(question: str) -> Need:
     q = to_simplified(question)
     kind = next((name for name, pattern in _TYPES if pattern.search(q)), "other")
     numbers = tuple(re.findall(r"\d+", q))
-    return Need(kind=kind, numbers=numbers, future=bool(_NEXT_Q.search(q)))
+    return Need(kind=kind, numbers=numbers, future=bool(_NEXT_Q.search(q)), serials=serials(q))
+
+
+def serials(text: str) -> frozenset[tuple[str, int]]:
+    """(series, number) pairs: "MMSP II" → ("phase", 2), "第三期" → ("phase", 3), "World War II" → ("war", 2)."""
+    out = set()
+    for name, num in _SERIAL_EN.findall(text):
+        value = int(num) if num.isdigit() else _ROMAN.get(num)
+        if value is not None and (name.lower() in _PHASE or (num not in {"I", "V", "X"} and not num.isdigit())):
+            out.add(("phase" if name.lower() in _PHASE else name.lower(), value))
+    for num in _SERIAL_ZH.findall(text):
+        out.add(("phase", int(num) if num.isdigit() else _HAN_DIGITS[num]))
+    return frozenset(out)
 
 
 def _counts(text: str) -> list[str]:
@@ -78,8 +124,20 @@ def satisfies(n: Need, sentence: str, passage: str) -> bool:
         return False
     if n.kind == "count" and not _counts(s):
         return False
+    if n.kind == "ordinal" and not (_ORDINAL.search(s) or _counts(s)):
+        return False
     if n.kind == "date" and not _DATE.search(s):
+        return False
+    if n.kind == "person" and not _PERSON.search(s):
+        return False
+    if n.kind == "agent" and not (_PERSON.search(s) or _ORGANISATION.search(s)):
         return False
     if n.future and not _NEXT_A.search(to_simplified(passage)):
         return False
+    if n.serials:
+        named = serials(s)
+        for series, number in n.serials:
+            others = {v for k, v in named if k == series}
+            if others and number not in others:
+                return False  # speaks of another phase of the series only
     return all(num in passage for num in n.numbers)

@@ -1,0 +1,113 @@
+"""Out-of-scope questions: a question about a name the newsletters never mention cannot be answered from them.
+
+Similarity cannot see this: "Who won the 2022 World Cup?" lands on the passage that mentions 2022 with a
+respectable score. The name "World Cup", found in no newsletter in either language, shows the newsletters
+cannot say. Names are capitalised runs in English and jieba's proper-noun tags in Chinese; a name counts as
+mentioned when it, or its CC-CEDICT translation, occurs in any indexed document. A name the dictionary cannot
+translate, asked of an archive that holds the other language, is given the benefit of the doubt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rag import cedict
+from rag.lang import to_simplified
+
+# Capitalised runs ("World Cup", "Paris", "MMSP II"), joined by spaces or hyphens.
+_EN_NAME = re.compile(r"[A-Z][A-Za-z0-9]*(?:[ -](?:[A-Z][A-Za-z0-9]*|I{1,3}|IV|V))*")
+_HAN = re.compile(r"[\u3400-\u9fff·]+")
+# Words that open a question capitalised, and nationality adjectives ("Korean", "Spanish"): not names of things.
+_OPENER_WORDS = (
+    "what who whom whose where when which why how is are was were do does did can could will would should shall"
+    " may might has have had tell please name list give show explain describe the a an in on at of for i"
+)
+_OPENERS = frozenset(_OPENER_WORDS.split())
+_DEMONYM = re.compile(r"(?:ish|ese|ian|ean|an|ic|i)$")
+_PROPER_TAGS = ("nr", "ns", "nt", "nz")
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    """Every indexed document's text, lowercased and in Simplified script, for mention checks."""
+
+    text: str
+    languages: frozenset[str]  # "en", "zh"
+
+    @classmethod
+    def of(cls, texts: Iterable[tuple[str, str]]) -> Corpus:
+        """From (text, language) pairs."""
+        parts, langs = [], set()
+        for text, language in texts:
+            parts.append(to_simplified(text).lower())
+            langs.add("zh" if language.startswith("zh") else "en")
+        return cls("\n".join(parts), frozenset(langs))
+
+    def mentions(self, term: str) -> bool:
+        term = to_simplified(term).lower().strip()
+        if not term:
+            return True
+        if term.isascii():
+            return re.search(rf"(?<![a-z0-9]){re.escape(term)}(?![a-z0-9])", self.text) is not None
+        return term in self.text
+
+
+def english_names(question: str) -> list[str]:
+    """Capitalised runs, without question openers and nationality adjectives."""
+    out = []
+    for m in _EN_NAME.finditer(question):
+        words = m.group().replace("-", " ").split()
+        while words and words[0].lower() in _OPENERS:
+            words = words[1:]
+        if not words:
+            continue
+        if len(words) == 1 and (len(words[0]) < 3 or (_DEMONYM.search(words[0].lower()) and len(words[0]) > 4)):
+            continue
+        out.append(" ".join(words))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _posseg():  # type: ignore[no-untyped-def]
+    import logging
+
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba.posseg.POSTokenizer(jieba.Tokenizer())
+
+
+def chinese_names(question: str) -> list[str]:
+    """Proper nouns (people, places, organisations, other names) of two or more characters."""
+    out = []
+    for run in _HAN.findall(to_simplified(question)):
+        out += [w for w, flag in _posseg().cut(run) if flag.startswith(_PROPER_TAGS) and len(w) >= 2]
+    return out
+
+
+def unknown_names(question: str, corpus: Corpus) -> tuple[str, ...]:
+    """The names a question asks about that no indexed document mentions, in either language."""
+    unknown = []
+    for name in english_names(question):
+        if corpus.mentions(name):
+            continue
+        heads = [h for h in cedict.en_to_zh(name, 3) if len(h) >= 2]
+        if any(corpus.mentions(h) for h in heads):
+            continue
+        if not heads and "zh" in corpus.languages:
+            continue  # an untranslatable name may be written in Chinese only
+        unknown.append(name)
+    for name in chinese_names(question):
+        if corpus.mentions(name):
+            continue
+        glosses = cedict.zh_to_en(name)
+        if glosses and corpus.mentions(glosses[0]):
+            continue
+        if not glosses and "en" in corpus.languages:
+            continue
+        unknown.append(name)
+    return tuple(dict.fromkeys(unknown))
