@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-FORMAT = 8  # bump when the parsed form changes
+FORMAT = 9  # bump when the parsed form changes
 MAX_ZH = 12  # Chinese headwords kept per English key
 _TAIL = 0.25  # weight of gloss words after a sense's first comma ("Warsaw, capital of Poland")
 _PRIOR_FLOOR = 0.2  # frequency prior of a headword wordfreq has never seen
@@ -69,7 +69,7 @@ _INFLECTIONS = (
     ("ing", ""),
     ("ing", "e"),
 )
-_LINE = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/\s*$")
+_LINE = re.compile(r"^(\S+) (\S+) \[([^\]]*)\] /(.*)/\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,8 @@ class Dictionary:
     # loads several times faster than one of nested tuples.
     zh_en: dict[str, str]  # Traditional and Simplified headwords → English gloss words
     en_zh: dict[str, str]  # English word or short phrase → Simplified headwords
+    pinyin: dict[str, str]  # Simplified character → toneless pinyin syllable, its reading as a surname first
+    surnames: frozenset[str]  # characters CC-CEDICT glosses as a surname
 
 
 def source_path() -> Path:
@@ -119,12 +121,21 @@ def parse(path: Path) -> Dictionary:
     en_zh: dict[str, dict[str, float]] = defaultdict(dict)
     refs: dict[str, list[str]] = defaultdict(list)
     simp_of: dict[str, str] = {}
+    pinyin: dict[str, str] = {}
+    surnames: set[str] = set()
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for line in f:
             m = _LINE.match(line)
             if m is None:
                 continue
-            trad, simp, body = m.groups()
+            trad, simp, reading, body = m.groups()
+            if len(simp) == 1:
+                syllable = re.sub(r"[^a-z]", "", reading.lower().replace("u:", "u"))
+                if body.lower().startswith("surname ") and simp not in surnames:
+                    surnames.add(simp)
+                    pinyin[simp] = syllable
+                else:
+                    pinyin.setdefault(simp, syllable)
             simp_of[trad] = simp
             glosses = zh_en[simp]
             for sense in (s.strip() for d in body.split("/") for s in d.split(";")):
@@ -155,7 +166,7 @@ def parse(path: Path) -> Dictionary:
             zh[trad] = zh[simp]
     prior = _zh_prior({h for hs in en_zh.values() for h in hs})
     en = {word: _pack({h: w * prior[h] for h, w in hs.items()}, MAX_ZH) for word, hs in en_zh.items()}
-    return Dictionary(zh_en=zh, en_zh=en)
+    return Dictionary(zh_en=zh, en_zh=en, pinyin=pinyin, surnames=frozenset(surnames))
 
 
 def _pack(weights: dict[str, float], limit: int | None = None) -> str:
@@ -191,8 +202,7 @@ def load() -> Dictionary:
     cache = _cache_dir() / f"cedict-v{FORMAT}-{st.st_size}-{int(st.st_mtime)}.pkl"
     if cache.exists():
         with cache.open("rb") as f:
-            zh_en, en_zh = pickle.load(f)
-        return Dictionary(zh_en=zh_en, en_zh=en_zh)
+            return Dictionary(*pickle.load(f))
     d = parse(src)
     with contextlib.suppress(OSError):  # a read-only home only costs a re-parse next time
         _write_cache(cache, d)
@@ -204,7 +214,7 @@ def _write_cache(cache: Path, d: Dictionary) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False, suffix=".tmp") as f:
         try:
-            pickle.dump((d.zh_en, d.en_zh), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((d.zh_en, d.en_zh, d.pinyin, d.surnames), f, protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException:
             Path(f.name).unlink(missing_ok=True)
             raise
@@ -252,3 +262,15 @@ def en_to_zh(word: str, limit: int = 8) -> list[str]:
 def has(word: str) -> bool:
     """True when the word is a CC-CEDICT headword with usable English glosses."""
     return word in load().zh_en
+
+
+def pinyin(word: str) -> str:
+    """Toneless pinyin of a Simplified word, syllables joined ("海星" → "haixing"); "" when a character is unknown."""
+    table = load().pinyin
+    syllables = [table.get(c, "") for c in word]
+    return "".join(syllables) if all(syllables) else ""
+
+
+def is_surname(char: str) -> bool:
+    """True when CC-CEDICT glosses the character as a surname (王, 毛, 许)."""
+    return char in load().surnames

@@ -178,6 +178,58 @@ def _en_to_zh(words: str, limit: int) -> Concept:
     return _best_first(best)
 
 
+_HAN_WORD = re.compile(rf"[{_HAN}]+")
+
+
+@lru_cache(maxsize=65536)
+def _romanise(syllables: str) -> tuple[str, ...]:
+    """Pinyin as the English index spells it (stemmed), unless it is a common English word ("long", "fan")."""
+    from wordfreq import zipf_frequency
+
+    if len(syllables) < 2 or zipf_frequency(syllables, "en") >= 4.5:
+        return ()
+    return tuple(analyze(syllables, "en"))
+
+
+def names_in_pinyin(words: Sequence[str]) -> dict[int, tuple[str, ...]]:
+    """Pinyin spellings of the Chinese personal and place names among a passage's words, by word position.
+
+    English text spells Chinese names in pinyin, which CC-CEDICT glosses cannot reach: 毛旭 → "Mao Xu",
+    王|海星 → "Wang Haixing", 海口 → "Haikou". A word CC-CEDICT lacks is read as a name: surname plus given
+    name when its first character is a surname, else whole. A lone surname takes the next short word as the
+    given name (jieba cuts 王海星 into 王 + 海星, "starfish").
+    """
+    out: dict[int, tuple[str, ...]] = {}
+    for i, w in enumerate(words):
+        if not _HAN_WORD.fullmatch(w) or i in out:
+            continue
+        if not cedict.has(w) and len(w) in (2, 3) and cedict.is_surname(w[0]):
+            parts = [cedict.pinyin(w[0]), cedict.pinyin(w[1:])]
+        elif len(w) == 1 and cedict.is_surname(w) and i + 1 < len(words) and _HAN_WORD.fullmatch(words[i + 1]):
+            if len(words[i + 1]) <= 2:
+                out[i + 1] = _romanise(cedict.pinyin(words[i + 1]))
+            parts = [cedict.pinyin(w)]
+        elif not cedict.has(w) and len(w) >= 2:
+            parts = [cedict.pinyin(w)]
+        else:
+            continue
+        out[i] = tuple(t for p in parts for t in _romanise(p))
+    return {i: terms for i, terms in out.items() if terms}
+
+
+def _with_names(words: Sequence[str], settings: Settings) -> list[Concept]:
+    """Each Chinese word as English terms: its dictionary glosses, plus the pinyin of names."""
+    names = names_in_pinyin(words)
+    out: list[Concept] = []
+    for i, w in enumerate(words):
+        terms = dict(_zh_to_en(w, settings.zh_glosses))
+        for t in names.get(i, ()):
+            terms[t] = 1.0
+        if terms:
+            out.append(tuple(terms.items()))
+    return out
+
+
 def concepts(text: str, target: str, settings: Settings, passthrough: bool = True) -> list[Concept]:
     """The text as concepts over `target`-language index terms (translating the runs in the other language).
 
@@ -186,11 +238,8 @@ def concepts(text: str, target: str, settings: Settings, passthrough: bool = Tru
     out: list[Concept] = []
     for han, run in _runs(text):
         if han:
-            for w in _chinese_words(run):
-                if target == "zh":
-                    out.append(((w, 1.0),))
-                elif terms := _zh_to_en(w, settings.zh_glosses):
-                    out.append(terms)
+            words = _chinese_words(run)
+            out += [((w, 1.0),) for w in words] if target == "zh" else _with_names(words, settings)
             continue
         words = _english_words(run)
         if target == "en":
@@ -215,9 +264,7 @@ def translate_document(text: str, language: str, settings: Settings, tokens: Seq
     For Chinese, pass the passage's analysed `tokens` when at hand: cutting the text again is the slow part.
     """
     if base(language) == "zh":
-        found: Iterable[Concept] = (
-            _zh_to_en(w, settings.zh_glosses) for w in tokens or analyze(text, "zh") if not w.isascii()
-        )
+        found: Iterable[Concept] = _with_names([w for w in tokens or analyze(text, "zh") if not w.isascii()], settings)
     else:
         found = concepts(text, "zh", settings, passthrough=False)
     counts: dict[str, float] = defaultdict(float)

@@ -28,6 +28,7 @@ _OPENER_WORDS = (
 _OPENERS = frozenset(_OPENER_WORDS.split())
 _DEMONYM = re.compile(r"(?:ish|ese|ian|ean|an|ic|i)$")
 _PROPER_TAGS = ("nr", "ns", "nt", "nz")
+_COMMON_ZIPF = 5.5  # "city", "world", "public": too common to show that a name is mentioned
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +105,25 @@ def unknown_names(question: str, corpus: Corpus) -> tuple[str, ...]:
     for name in chinese_names(question):
         if corpus.mentions(name):
             continue
-        glosses = cedict.zh_to_en(name)
-        if glosses and corpus.mentions(glosses[0]):
+        glosses = _key_glosses(name)
+        if any(corpus.mentions(g) for g in glosses):
             continue
         if not glosses and "en" in corpus.languages:
             continue
         unknown.append(name)
     return tuple(dict.fromkeys(unknown))
+
+
+def _key_glosses(name: str) -> list[str]:
+    """The best-weighted English words glossing a Chinese name, without very common words.
+
+    杭州 → hangzhou, capital, china (not "city"); 世界杯 → cup (not "world"); 欧盟 → eu.
+    """
+    weighted = cedict.zh_to_en_weighted(name)
+    if not weighted:
+        return []
+    from wordfreq import zipf_frequency
+
+    best = [w for w, weight in weighted if weight >= weighted[0][1]]
+    specific = [w for w in best if zipf_frequency(w, "en") < _COMMON_ZIPF]
+    return specific or best

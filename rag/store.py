@@ -21,7 +21,7 @@ import numpy as np
 from rag.scope import Corpus
 from rag.types import Chunk, Document, Meta, Section
 
-FORMAT_VERSION = 2  # 2: sentence-level BM25 (lexical-sentences/)
+FORMAT_VERSION = 3  # 2: sentence-level BM25 (lexical-sentences/); 3: pinyin of Chinese names in BM25
 
 
 class StoreError(RuntimeError):

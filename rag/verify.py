@@ -49,6 +49,17 @@ _ORGANISATION = re.compile(
     r"|Procuratorate|University|Centre|Center|Delegation|Station|Team)\b"
     r"|组织|管理局|公安部|部门|[厅局司处署]|办公室|委员会|使馆|大学|基金会|中心|协会|法院|检察院|研究所|代表团|总站|团队|欧盟",
 )
+_WHICH = re.compile(r"\b(?i:which)\s+((?:[A-Z][\w-]*\s+){0,3}[a-z][\w-]*)")
+_GENERIC_WORDS = (
+    "kind kinds type types sort sorts part parts place places year years level levels way ways aspect aspects area"
+    " areas day days date dates time times one ones thing things body bodies side sides is are was were did do"
+    " does will has have can"
+    # category nouns: passages name the members ("DG HOME, Europol"), rarely the category ("institutions")
+    " event events institution institutions organisation organisations organization organizations measure"
+    " measures activity activities topic topics issue issues step steps action actions"
+)
+_GENERIC_HEADS = frozenset(_GENERIC_WORDS.split())
+_HAN = re.compile(r"[\u3400-\u9fff]")
 _NEXT_Q = re.compile(r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|下一|下届|下次|接替|继任", re.I)
 _NEXT_A = re.compile(
     r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|\bfuture\b|下一|下届|下次|接替|继任|即将|今后|未来", re.I
@@ -86,6 +97,7 @@ class Need:
     numbers: tuple[str, ...] = ()  # numbers the question names (years, issue numbers) that the passage must name
     future: bool = False  # the question asks about a next / successor / upcoming event
     serials: frozenset[tuple[str, int]] = frozenset()  # numbered series the question names ("MMSP II")
+    head: str = ""  # the thing a "which X" question asks for ("hotel"); the passage must speak of one
 
 
 def need(question: str) -> Need:
@@ -93,7 +105,30 @@ def need(question: str) -> Need:
     q = to_simplified(question)
     kind = next((name for name, pattern in _TYPES if pattern.search(q)), "other")
     numbers = tuple(re.findall(r"\d+", q))
-    return Need(kind=kind, numbers=numbers, future=bool(_NEXT_Q.search(q)), serials=serials(q))
+    return Need(kind=kind, numbers=numbers, future=bool(_NEXT_Q.search(q)), serials=serials(q), head=which_head(q))
+
+
+def which_head(question: str) -> str:
+    """The noun a "which X" question asks about ("In which hotel…" → "hotel"), skipping capitalised modifiers
+    ("Which EU countries" → "countries"); "" for generic nouns (kind, part, place, year…) and other questions."""
+    m = _WHICH.search(question)
+    if m is None:
+        return ""
+    for word in m.group(1).split():
+        if word[0].isupper() or word.isupper():
+            continue  # "Chinese", "EU", "MMSP": a modifier; the noun follows
+        return "" if word.lower() in _GENERIC_HEADS else word.lower()
+    return ""
+
+
+def mentions_head(head: str, passage: str) -> bool:
+    """True when the passage speaks of `head`, in its own words or (Chinese passages) its CC-CEDICT headwords."""
+    from rag.lexical import Settings, analyze, concepts
+
+    words = set(analyze(passage, "zh" if _HAN.search(passage) else "en"))
+    if all(w in words for w in analyze(head, "en")):  # "visa-free" → visa, free
+        return True
+    return any(t in words for c in concepts(head, "zh", Settings(), passthrough=False) for t, _w in c)
 
 
 def serials(text: str) -> frozenset[tuple[str, int]]:
@@ -133,6 +168,8 @@ def satisfies(n: Need, sentence: str, passage: str) -> bool:
     if n.kind == "agent" and not (_PERSON.search(s) or _ORGANISATION.search(s)):
         return False
     if n.future and not _NEXT_A.search(to_simplified(passage)):
+        return False
+    if n.head and not mentions_head(n.head, passage):
         return False
     if n.serials:
         named = serials(s)

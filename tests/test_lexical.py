@@ -155,3 +155,18 @@ def test_cedict_lookups() -> None:
     assert cedict.en_to_zh("steam engine") == ["蒸汽机"]  # short phrases are keys too
     assert "surname" not in cedict.zh_to_en("王")
     assert cedict.zh_to_en("no such word") == []
+
+
+def test_chinese_names_also_index_their_pinyin() -> None:
+    from rag.lexical import names_in_pinyin
+
+    # not in CC-CEDICT, surname first: surname + given name; a lone surname takes the next short word
+    assert names_in_pinyin(["毛旭", "担任", "职务"]) == {0: ("mao", "xu")}
+    assert names_in_pinyin(["王", "海星", "希望"]) == {0: ("wang",), 1: ("haix",)}  # stemmed as English is
+    assert names_in_pinyin(["合作", "交流"]) == {}  # dictionary words are not names
+
+
+def test_an_english_name_finds_the_chinese_passage_that_writes_it_in_characters() -> None:
+    index = LexicalIndex.build(["司长毛旭先生表示欢迎。", "王海星先生表示希望加强合作。"], ["zh", "zh"])
+    assert index.search("What did Mao Xu say?", language="en")[0][0] == 0
+    assert index.search("What does Wang Haixing hope for?", language="en")[0][0] == 1

@@ -34,7 +34,7 @@ def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
     ]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["embedders"] == ["hash"] and manifest["dims"] == {"hash": 256}
-    assert manifest["format_version"] == 2 and manifest["chunker"]["size"] == settings.chunk_size
+    assert manifest["format_version"] == 3 and manifest["chunker"]["size"] == settings.chunk_size
     assert set(manifest["documents"]) == {"news-en", "news-zh"}
     rows = [json.loads(line) for line in (folder / "chunks.jsonl").read_text().splitlines()]
     docs = {

@@ -1,0 +1,49 @@
+"""Names a question asks about that no newsletter mentions (rag.scope)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.scope import Corpus, chinese_names, english_names, unknown_names
+
+EN = "The Seminar on Migrant Integration was held in Hangzhou. Experts from the European Union and IOM attended."
+ZH = "移民融合研讨会在杭州举行。来自欧盟和国际移民组织的专家出席了会议。"
+BILINGUAL = Corpus.of([(EN, "en"), (ZH, "zh")])
+ENGLISH_ONLY = Corpus.of([(EN, "en")])
+
+
+def test_corpus_mentions_whole_words_in_either_script() -> None:
+    assert BILINGUAL.languages == {"en", "zh"}
+    assert BILINGUAL.mentions("hangzhou") and BILINGUAL.mentions("Hangzhou")
+    assert not BILINGUAL.mentions("Hang")  # whole words only for Latin script
+    assert BILINGUAL.mentions("杭州") and BILINGUAL.mentions("歐盟")  # Traditional matched as Simplified
+
+
+def test_english_names_drop_question_openers_and_demonyms() -> None:
+    assert english_names("Who won the World Cup in Paris?") == ["World Cup", "Paris"]
+    assert english_names("Did Korean experts attend MMSP II?") == ["MMSP II"]
+    assert english_names("What is it?") == []
+
+
+def test_chinese_names_are_proper_nouns_of_two_or_more_characters() -> None:
+    assert "澳大利亚" in chinese_names("澳大利亚的专家参加了吗？")
+    assert "世界杯" in chinese_names("谁赢得了世界杯？")
+    assert chinese_names("会议讨论了什么？") == []
+
+
+@pytest.mark.parametrize(
+    "question,corpus,unknown",
+    [
+        ("Where was the seminar held?", BILINGUAL, ()),
+        ("Was the seminar held in Hangzhou?", BILINGUAL, ()),
+        ("Who won the World Cup?", BILINGUAL, ("World Cup",)),
+        ("Did experts visit Paris?", BILINGUAL, ("Paris",)),
+        ("澳大利亚的专家参加了吗？", BILINGUAL, ("澳大利亚",)),
+        ("谁赢得了世界杯？", ENGLISH_ONLY, ("世界杯",)),  # "world" is too common to count; "cup" is absent
+        # named only in the other language: found through CC-CEDICT
+        ("杭州的研讨会讨论了什么？", ENGLISH_ONLY, ()),
+        ("What did the European Union experts discuss?", Corpus.of([(ZH, "zh")]), ()),
+    ],
+)
+def test_unknown_names(question: str, corpus: Corpus, unknown: tuple[str, ...]) -> None:
+    assert unknown_names(question, corpus) == unknown
