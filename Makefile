@@ -24,6 +24,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-# The browser test drives Debian's Chromium headless (no browser download at run time).
+# The browser test drives Debian's Chromium headless (no browser download at run time); Noto CJK lets the
+# Chinese interface and its screenshot render with real glyphs.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && [ -d /usr/share/fonts/opentype/noto ] || { \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; }

@@ -30,18 +30,18 @@ DEV = ROOT / "eval" / "datasets" / "mmsp-dev"
 # small margin under the measured figure (about two questions, one for zh-hant's 12 answerable ones).
 # eval/README.md has the table. Raise these after tuning; the targets are abstention_f1 >= 0.9 and
 # evidence_recall@3 >= 0.95, overall and per question language.
-DEV_GATES = {
-    "evidence_recall@3": 0.94,  # measured 0.957
-    "evidence_recall@3[en]": 0.89,  # 0.921
-    "evidence_recall@3[zh]": 0.95,  # 0.984
-    "evidence_recall@3[zh-hant]": 0.91,  # 1.000
-    "evidence_mrr@10": 0.87,  # 0.896
-    "abstention_f1": 0.65,  # 0.714
-    "abstention_f1[en]": 0.50,  # 0.600
-    "abstention_f1[zh]": 0.65,  # 0.769
-    "abstention_f1[zh-hant]": 0.65,  # 0.800
-    "answer_f1": 0.26,  # 0.294
-    "citation_precision": 0.65,  # 0.709
+DEV_GATES = {  # a small margin under the figures measured on 2026-11-29 (commit after 'Pinyin of Chinese names')
+    "evidence_recall@3": 0.96,  # measured 0.978
+    "evidence_recall@3[en]": 0.93,  # 0.952
+    "evidence_recall@3[zh]": 0.97,  # 1.000
+    "evidence_recall@3[zh-hant]": 0.90,  # 1.000 (12 answerable: one miss is 0.917)
+    "evidence_mrr@10": 0.89,  # 0.908
+    "abstention_f1": 0.89,  # 0.919
+    "abstention_f1[en]": 0.84,  # 0.882
+    "abstention_f1[zh]": 0.93,  # 0.968
+    "abstention_f1[zh-hant]": 0.80,  # 0.889 (16 questions: one flip moves it ~0.1)
+    "answer_f1": 0.27,  # 0.293
+    "citation_precision": 0.71,  # 0.744
 }
 HOSTILE = "<script>alert(1)</script> What is the budget?"
 EN_QUOTE = "On 9-10 May 2023 a Seminar on Migrant Integration was held in Hangzhou, China."
@@ -499,5 +499,5 @@ def test_dev_set_regression_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     out = capsys.readouterr().out
     assert code == 0, out
     report = json.loads((tmp_path / "report" / "report.json").read_text("utf-8"))
-    assert report["meta"]["dataset"]["questions"] == 169
+    assert report["meta"]["dataset"]["questions"] == 175
     assert report["meta"]["configs"]["default"]["embedders"] == ["use", "e5"]
