@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +45,7 @@ class ScoredSentence:
     row: int
     hit: int  # index into the hits list
     score: float
+    place: int | None = None  # read with this hit's sentences instead of its own (a list's lead-in)
 
 
 def score_sentences(
@@ -99,11 +102,49 @@ def choose(
         doc_id, start, end = index.sentences[s.row]
         return satisfies(asked, index.documents[doc_id].text[start:end], hits[s.hit].chunk.text)
 
-    fitting = [s for s in sentences if s.score >= best - settings.type_margin and fits(s)]
+    lead_ins: dict[int, ScoredSentence] = {}  # list item row → the lead-in sentence that carries its fact
+    fitting = []
+    for s in sentences:
+        if s.score < best - settings.type_margin:
+            break
+        if fits(s):
+            fitting.append(s)
+        elif (lead := lead_in(index, s, sentences)) is not None and fits(lead):
+            lead_ins[s.row] = lead
+            fitting.append(s)
     if not fitting:
         return []
     top = fitting[0].score
-    return [s for s in fitting if s.score >= top - settings.margin][: settings.max_sentences]
+    chosen = [s for s in fitting if s.score >= top - settings.margin][: settings.max_sentences]
+    for s in list(chosen):  # quote the lead-in too: "Since 8 January 2023 … as follows:" + "• Resumed …"
+        if (lead := lead_ins.get(s.row)) is not None and all(c.row != lead.row for c in chosen):
+            chosen.append(dataclasses.replace(lead, place=s.hit))
+    return chosen
+
+
+_BULLET = re.compile(r"^\s*(?:[•·▪◦●\-–*]|\d{1,2}[.)、])\s*")
+
+
+def lead_in(index: Index, item: ScoredSentence, sentences: Sequence[ScoredSentence]) -> ScoredSentence | None:
+    """For a list item ("• Resumed the issuance of port visas …"), the retrieved sentence that introduces its
+    list ("Since 8 January 2023, the NIA has … as follows."), when only other items of the list lie between."""
+    doc_id, start, _end = index.sentences[item.row]
+    text = index.documents[doc_id].text
+    if not _BULLET.match(text[start : index.sentences[item.row][2]]):
+        return None
+    before = [
+        s
+        for s in sentences
+        if index.sentences[s.row][0] == doc_id
+        and index.sentences[s.row][2] <= start
+        and not _BULLET.match(text[index.sentences[s.row][1] : index.sentences[s.row][2]])
+    ]
+    if not before:
+        return None
+    lead = max(before, key=lambda s: index.sentences[s.row][1])
+    lead_end = index.sentences[lead.row][2]
+    between = [line for line in text[lead_end:start].splitlines() if line.strip()]
+    return lead if all(_BULLET.match(line) for line in between) else None
 
 
 def never_mentioned(names: Sequence[str], language: str) -> str:
@@ -136,7 +177,7 @@ def compose(
     if not chosen:
         return Answer(question=question, language=language, abstained=True, answer=ABSTAIN.get(language, ABSTAIN["en"]))
     # Read in document order within a passage, passages in rank order.
-    chosen.sort(key=lambda s: (s.hit, index.sentences[s.row][1]))
+    chosen.sort(key=lambda s: (s.hit if s.place is None else s.place, index.sentences[s.row][1]))
     citations: list[Citation] = []
     parts: list[str] = []
     for n, s in enumerate(chosen, start=1):

@@ -41,9 +41,15 @@ def to_traditional(text: str) -> str:
     """Convert Simplified Chinese characters to Traditional (for answers to Traditional questions)."""
     if not _HAN.search(text):
         return text
-    import zhconv
+    return _s2t().convert(text)
 
-    return zhconv.convert(text, "zh-hant")
+
+@lru_cache(maxsize=1)
+def _s2t():  # type: ignore[no-untyped-def]
+    """OpenCC's phrase-aware Simplified→Traditional converter: 签证 → 簽證, where zhconv writes 籤證."""
+    import opencc
+
+    return opencc.OpenCC("s2t")
 
 
 def detect(text: str) -> str:

