@@ -121,9 +121,11 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    from rag.pipeline import NothingToIngest
+
     try:
         report = _pipeline(settings).ingest(args.paths, progress=_progress(), rebuild=args.rebuild)
-    except (StoreError, EmbedderError) as exc:
+    except (StoreError, EmbedderError, NothingToIngest) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for err in report.errors:

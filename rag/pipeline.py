@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +21,30 @@ from rag.ingest import IngestError, discover, read_many
 from rag.retrieve import Filters, FusionSettings, search
 from rag.scope import unknown_names
 from rag.settings import Settings
-from rag.store import Index, IndexNotFound, Manifest, list_indexes, open_index, write_index, write_lock
+from rag.store import (
+    FormatOutdated,
+    Index,
+    IndexNotFound,
+    Manifest,
+    list_indexes,
+    open_index,
+    stored_documents,
+    write_index,
+    write_lock,
+)
 from rag.types import Answer, Chunk, Document, Hit
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
+log = logging.getLogger(__name__)
+
 
 class QuestionError(ValueError):
     """A question that cannot be asked (empty, too long); the message says why."""
+
+
+class NothingToIngest(ValueError):
+    """The paths given hold no newsletter file at all (an empty folder, a folder of other files)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +101,10 @@ class Pipeline:
             return self._index
         try:
             self._index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+        except FormatOutdated as exc:  # derived data: rebuild it from the cleaned documents it stores
+            log.warning("%s; rebuilding it from the documents it stores", exc)
+            self.update(stored_documents(folder), rebuild=True)
+            self._index = open_index(folder, tuple(self.embedders), self.settings.lexical)
         except IndexNotFound:
             if self.settings.index_name != "default":
                 existing = list_indexes(self.settings.index_root)
@@ -104,7 +125,14 @@ class Pipeline:
     ) -> IngestReport:
         """Add or update newsletter files; unchanged ones keep their vectors. `replace_all` drops the rest."""
         t0 = time.perf_counter()
-        raws, errors = read_many(discover(Path(p) for p in paths))
+        paths = [Path(p) for p in paths]
+        files = discover(paths)
+        if not files:
+            raise NothingToIngest(
+                f"no newsletter files (.txt .md .html .pdf .docx) in {', '.join(map(str, paths)) or 'nothing'}; "
+                "the index is unchanged"
+            )
+        raws, errors = read_many(files)
         docs: list[Document] = []
         for i, raw in enumerate(raws):
             progress("clean", i + 1, len(raws))

@@ -36,6 +36,15 @@ class IndexMismatch(StoreError):
     pass
 
 
+class FormatOutdated(IndexMismatch):
+    """An index written by an older version of this program: its documents can be re-indexed as they are."""
+
+
+def stored_documents(folder: Path) -> list[Document]:
+    """The cleaned documents an index holds, readable whatever its format version (to rebuild it)."""
+    return [_doc_from_json(j) for j in _read_jsonl(folder / "documents.jsonl")]
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """What an index was built with; an index is only opened with the same embedders and chunker."""
@@ -164,9 +173,8 @@ def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: 
     except (ValueError, KeyError) as exc:
         raise StoreError(f"index {folder} has a corrupt manifest.json: {exc}") from exc
     if manifest.format_version != FORMAT_VERSION:
-        raise IndexMismatch(
-            f"index {folder.name} has format version {manifest.format_version}, this program reads "
-            f"{FORMAT_VERSION}; rebuild it with `newsletter-qa ingest --rebuild`"
+        raise FormatOutdated(
+            f"index {folder.name} has format version {manifest.format_version}, this program reads {FORMAT_VERSION}"
         )
     if embedders is not None and tuple(embedders) != manifest.embedders:
         raise IndexMismatch(

@@ -151,6 +151,15 @@ def test_ingest_of_only_bad_files_exits_1(env: Path, tmp_path: Path, capsys) -> 
     assert code == 1 and f"skipped {folder / 'blob.txt'}: binary or corrupt file" in err
 
 
+def test_ingest_of_an_empty_folder_exits_2_and_writes_nothing(env: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "notes.csv").write_text("a,b\n", "utf-8")  # not a newsletter format
+    code, _out, err = run(capsys, "ingest", str(folder))
+    assert code == 2 and f"error: no newsletter files (.txt .md .html .pdf .docx) in {folder}" in err
+    assert not (env / "default").exists()
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [

@@ -147,3 +147,20 @@ def test_a_list_item_answers_with_the_lead_in_that_dates_it(settings, tmp_path: 
     assert not answer.abstained
     quotes = [c.quote for c in answer.citations]
     assert quotes[0].startswith("Since 8 January 2023") and any("port visas" in q for q in quotes)
+
+
+def test_an_index_of_an_older_format_is_rebuilt_from_its_documents(pipeline, settings, caplog) -> None:
+    import json
+
+    from rag.store import FORMAT_VERSION
+
+    pipeline.index()
+    manifest = settings.index_dir / "manifest.json"
+    data = json.loads(manifest.read_text("utf-8"))
+    data["format_version"] = FORMAT_VERSION - 1
+    manifest.write_text(json.dumps(data), "utf-8")
+    fresh = Pipeline(settings.replace(corpus=settings.index_root / "nowhere"), {"hash": HashEmbedder()})
+    index = fresh.index()  # no source files needed: the index stores the cleaned documents
+    assert sorted(index.documents) == ["news-en", "news-zh"]
+    assert json.loads(manifest.read_text("utf-8"))["format_version"] == FORMAT_VERSION
+    assert "rebuilding it from the documents it stores" in caplog.text
