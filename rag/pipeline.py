@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +74,7 @@ class Pipeline:
         self.settings = settings
         self._embedders = embedders
         self._index: Index | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._index_stamp: float | None = None
 
     # -- models ---------------------------------------------------------------------------------
@@ -90,6 +92,8 @@ class Pipeline:
         if index.lexical is not None:
             index.lexical.search("warm up 预热", k=1)
         unknown_names("Warm up 预热北京", index.corpus)  # jieba's part-of-speech tagger loads in about a second
+        lang.to_traditional("预热")  # OpenCC's dictionaries
+        self._query_vectors("warm up", "en")  # the embedding thread
 
     # -- index ----------------------------------------------------------------------------------
     def index(self) -> Index:
@@ -368,8 +372,18 @@ class Pipeline:
         return lang.to_simplified(question) if language == "zh-hant" else question
 
     def _query_vectors(self, question: str, language: str) -> dict[str, np.ndarray]:
+        """The question through every embedder; with several, they run side by side (each on one core)."""
         text = self._query_text(question, language)
-        return {name: e.encode_queries([text])[0] for name, e in self.embedders.items()}
+        embedders = list(self.embedders.items())
+        if len(embedders) == 1:
+            return {name: e.encode_queries([text])[0] for name, e in embedders}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=len(embedders) - 1, thread_name_prefix="embed")
+        (first, e0), rest = embedders[0], embedders[1:]
+        futures = {name: self._pool.submit(e.encode_queries, [text]) for name, e in rest}
+        out = {first: e0.encode_queries([text])[0]}  # numpy (USE) and C (e5) release the GIL
+        out.update({name: f.result()[0] for name, f in futures.items()})
+        return {name: out[name] for name, _e in embedders}
 
     def fusion(self) -> FusionSettings:
         s = self.settings
