@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The browser test drives Debian's Chromium headless (no browser download at run time); Noto CJK lets the
-# Chinese interface and its screenshot render with real glyphs.
+# Chinese interface (and the thumbs) render with real glyphs.
 browser:
-	@command -v chromium >/dev/null 2>&1 && [ -d /usr/share/fonts/opentype/noto ] || { \
-		apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && [ -d /usr/share/fonts/opentype/noto ] && [ -d /usr/share/fonts/truetype/noto ] || { \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk fonts-noto-color-emoji >/dev/null; }
