@@ -60,6 +60,7 @@ _GENERIC_WORDS = (
 )
 _GENERIC_HEADS = frozenset(_GENERIC_WORDS.split())
 _HAN = re.compile(r"[\u3400-\u9fff]")
+_HOW_MANY = re.compile(r"\bhow many\s+((?:[\w'-]+\s+){1,3})", re.I)
 _NEXT_Q = re.compile(r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|下一|下届|下次|接替|继任", re.I)
 _NEXT_A = re.compile(
     r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|\bfuture\b|下一|下届|下次|接替|继任|即将|今后|未来", re.I
@@ -98,6 +99,7 @@ class Need:
     future: bool = False  # the question asks about a next / successor / upcoming event
     serials: frozenset[tuple[str, int]] = frozenset()  # numbered series the question names ("MMSP II")
     head: str = ""  # the thing a "which X" question asks for ("hotel"); the passage must speak of one
+    counted: str = ""  # what an English "how many X" question counts ("embassies")
 
 
 def need(question: str) -> Need:
@@ -105,7 +107,47 @@ def need(question: str) -> Need:
     q = to_simplified(question)
     kind = next((name for name, pattern in _TYPES if pattern.search(q)), "other")
     numbers = tuple(re.findall(r"\d+", q))
-    return Need(kind=kind, numbers=numbers, future=bool(_NEXT_Q.search(q)), serials=serials(q), head=which_head(q))
+    return Need(
+        kind=kind,
+        numbers=numbers,
+        future=bool(_NEXT_Q.search(q)),
+        serials=serials(q),
+        head=which_head(q),
+        counted=counted_noun(q) if kind == "count" else "",
+    )
+
+
+def counted_noun(question: str) -> str:
+    """What an English count question counts: the last word of "how many X" before its verb, possessives
+    resolved ("How many countries' embassies were…" → "embassies"; "How many Chinese officials…" → "officials")."""
+    m = _HOW_MANY.search(question)
+    if m is None:
+        return ""
+    words = m.group(1).split()
+    noun = ""
+    for w in words:
+        if w[0].isupper():
+            continue
+        noun = w
+        if not w.endswith("'"):
+            break
+    return noun.rstrip("'").lower()
+
+
+def names_a_list_of(counted: str, sentence: str) -> bool:
+    """True when the sentence names three or more of what is counted in a list attached to the noun:
+    "the Embassies of Austria, Belgium, Croatia…", "奥地利、比利时、克罗地亚…大使馆". A count can be read off it."""
+    if not counted:
+        return False
+    from rag.lexical import Settings, concepts, stem
+
+    en_list = r"(?:of|from|in)\s+(?:the\s+)?[A-Z][\w-]*(?:,\s+(?:and\s+)?(?:the\s+)?[A-Z][\w-]*){2,}"
+    for m in re.finditer(rf"\b([A-Za-z]+)\s+{en_list}", sentence):
+        if stem(m.group(1).lower()) == stem(counted):
+            return True
+    heads = {t for c in concepts(counted, "zh", Settings(), passthrough=False) for t, _w in c if len(t) >= 2}
+    zh_list = r"(?:[\u4e00-\u9fff]{2,8}、){2,}[\u4e00-\u9fff]{2,8}(?:和[\u4e00-\u9fff]{2,8})?"
+    return any(re.search(zh_list + re.escape(h), to_simplified(sentence)) for h in heads)
 
 
 def which_head(question: str) -> str:
@@ -157,7 +199,7 @@ def satisfies(n: Need, sentence: str, passage: str) -> bool:
         return False
     if n.kind == "duration" and not _DURATION.search(s):
         return False
-    if n.kind == "count" and not _counts(s):
+    if n.kind == "count" and not (_counts(s) or names_a_list_of(n.counted, sentence)):
         return False
     if n.kind == "ordinal" and not (_ORDINAL.search(s) or _counts(s)):
         return False

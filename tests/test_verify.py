@@ -114,3 +114,28 @@ def test_a_which_question_needs_a_passage_that_speaks_of_its_noun() -> None:
     city = need("Which city hosted the seminar?")
     assert satisfies(city, "研讨会在杭州举行。", "研讨会在中国的一个城市杭州举行。")  # through CC-CEDICT
     assert satisfies(need("Which visa-free policy applies?"), "x", "The visa-free transit policy applies.")
+
+
+@pytest.mark.parametrize(
+    "question,noun",
+    [
+        ("How many countries' embassies were represented?", "embassies"),  # through the possessive
+        ("How many Chinese officials attended?", "officials"),  # capitalised modifiers skipped
+        ("How many people attended the visit?", "people"),
+        ("When was it?", ""),
+    ],
+)
+def test_counted_noun(question: str, noun: str) -> None:
+    assert need(question).counted == noun
+
+
+def test_a_count_can_be_read_off_a_list_attached_to_the_counted_noun() -> None:
+    n = need("How many countries' embassies sent officers?")
+    listed = "Officers came from the Embassies of Austria, Belgium, Croatia and Spain."
+    assert satisfies(n, listed, listed)
+    zh = "参加者包括奥地利、比利时、克罗地亚和瑞典大使馆的领事。"
+    assert satisfies(n, zh, zh)  # "embassies" reaches 大使馆 through CC-CEDICT
+    other = "They visited Meilan Airport, Hainan University, Haikou and Sanya."  # a list, but not of embassies
+    assert not satisfies(n, other, other)
+    two = "Officers came from the Embassies of Austria and Belgium."  # fewer than three: no count to read
+    assert satisfies(n, two, two) is False
