@@ -728,14 +728,18 @@ def known_metrics() -> tuple[str, ...]:
     return (*MEANS, *ABSTENTION, *LATENCY, *COUNTS)
 
 
-def parse_gate(text: str) -> Gate:
-    """Parse "abstention_f1=0.9" or "evidence_recall@3[zh]=0.95"; ValueError with the known metrics."""
+def parse_gate(text: str, known: Sequence[str] | None = None) -> Gate:
+    """Parse "abstention_f1=0.9" or "evidence_recall@3[zh]=0.95"; ValueError with the known metrics.
+
+    `known` are another benchmark's metric names (matched without regard to case, e.g. XQuAD's "R@1").
+    """
     m = _GATE.match(text)
     if m is None:
         raise ValueError(f"--fail-under {text!r}: expected METRIC=VALUE or METRIC[SLICE]=VALUE")
-    metric = m.group(1).lower()
-    if metric not in known_metrics():
-        raise ValueError(f"--fail-under {text!r}: unknown metric {metric!r}; known: {', '.join(known_metrics())}")
+    names = {k.lower(): k for k in (known or known_metrics())}
+    metric = names.get(m.group(1).lower(), "")
+    if not metric:
+        raise ValueError(f"--fail-under {text!r}: unknown metric {m.group(1)!r}; known: {', '.join(names.values())}")
     try:
         threshold = float(m.group(3))
     except ValueError:

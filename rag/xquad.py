@@ -9,6 +9,7 @@ scores as its best chunk.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -259,6 +260,7 @@ def evaluate_paragraphs(
                 retrieval += millis
     return {
         "systems": table,
+        "latency_samples_ms": latency,
         "latency_ms": _percentiles(latency),
         "latency_parts_ms": {"embed": _percentiles(embedding), "retrieve": _percentiles(retrieval)},
     }
@@ -376,14 +378,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--systems", default="", help="comma-separated: use,e5,bm25,hybrid (default: all)")
     parser.add_argument("--articles", type=int, default=0, help="only the split's first n articles (smoke runs)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.add_argument("--out", type=Path, help="also write report.json/.md/.html there (as `eval run` does)")
+    parser.add_argument(
+        "--fail-under",
+        dest="fail_under",
+        action="append",
+        default=[],
+        metavar="METRIC[DIRECTION]=VALUE",
+        help="exit 1 when the hybrid's METRIC (R@1, R@5, MRR@10, nDCG@10, mAP@20) is below VALUE; repeatable",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Index the split, run every system in every direction, print the table (or JSON)."""
+    from rag.qa_eval import check_gates, parse_gate
     from rag.store import StoreError
 
     bar = True  # tqdm on stderr, so --json output stays clean
     try:
+        gates = [parse_gate(g, (*METRICS, "mAP@20")) for g in args.fail_under]
         split = load(args.data, args.split, limit=args.articles)
         fusions = systems(settings, [s.strip() for s in args.systems.split(",") if s.strip()])
         r_split = load(args.xquad_r, args.split, "{lang}.json", args.articles) if args.xquad_r else None
@@ -414,7 +427,56 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(_rounded({k: report[k] for k in keep if k in report}), ensure_ascii=False))
     else:
         print(render(report, split, settings, builds))
-    return 0
+    result = as_report(report, split, settings, builds)
+    if args.out:
+        from rag.report import write_reports
+
+        paths = write_reports(result, args.out)
+        print(f"reports: {paths['html']}  {paths['md']}  {paths['json']}", file=sys.stderr)
+    failed = [g for g in check_gates(result, gates) if not g["passed"]]
+    for g in failed:
+        print(f"FAIL {g['gate']}: measured {g['measured']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def as_report(
+    report: Mapping[str, Any], split: Split, settings: Settings, builds: Sequence[BuildStats]
+) -> dict[str, Any]:
+    """The run in `rag.report`'s structure: hybrid first (deltas and gates are against it), one slice per
+    direction, XQuAD-R mAP@20 as slices "xquad-r en|zh|all", the latency histogram, provenance."""
+    from rag.qa_eval import describe_models, git_commit
+
+    names = sorted(report["systems"], key=lambda n: n != HYBRID)
+    systems: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in names:
+        table: dict[str, dict[str, Any]] = {d: dict(m) for d, m in report["systems"][name].items()}
+        for lang, value in report.get("xquad_r", {}).get(name, {}).items():
+            table[f"xquad-r {lang}"] = {"mAP@20": value}
+        systems[name] = table
+    base = systems[names[0]]
+    for name in names[1:]:  # the difference to the first system, as `eval run` reports it
+        for sl, cells in systems[name].items():
+            for metric, value in list(cells.items()):
+                ref = base.get(sl, {}).get(metric)
+                if isinstance(value, (int, float)) and isinstance(ref, (int, float)):
+                    cells[metric] = {"value": value, "delta": [value - ref]}
+    return {
+        "title": f"XQuAD paragraph retrieval — {split.name} split",
+        "meta": {
+            "benchmark": "newsletter-qa eval xquad",
+            "commit": git_commit(),
+            "split": {"name": split.name, "paragraphs": len(split.paragraphs), "questions": len(split.questions)},
+            "models": describe_models(settings),
+            "fusion": {"weights": dict(settings.weights), "candidates": settings.candidates, "rerank": settings.rerank},
+            "builds": [dataclasses.asdict(b) for b in builds],
+            "latency_ms": report.get("latency_ms"),
+            "machine": {"cpus": os.cpu_count(), "load_average": list(os.getloadavg())},
+        },
+        "systems": systems,
+        "metrics": [*METRICS, "mAP@20"] if "xquad_r" in report else list(METRICS),
+        "bar_metrics": ["R@1"],
+        "distributions": {"hybrid latency per query (ms)": {HYBRID: list(report.get("latency_samples_ms", []))}},
+    }
 
 
 def render(report: Mapping[str, Any], split: Split, settings: Settings, builds: Sequence[BuildStats]) -> str:

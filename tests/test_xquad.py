@@ -302,6 +302,23 @@ def test_cli_table_systems_and_xquad_r(tmp_path: Path, fake: Path, cli_env: Path
     assert 0.0 <= out["xquad_r"]["bm25"]["all"] <= 1.0
 
 
+def test_cli_writes_the_eval_reports_and_gates_the_hybrid(tmp_path: Path, fake: Path, cli_env: Path, capsys) -> None:
+    r = write_fake(tmp_path / "xquad-r", with_sentences=True)
+    out = tmp_path / "report"
+    argv = ["eval", "xquad", "--data", str(fake), "--systems", "bm25,hybrid", "--xquad-r", str(r), "--out", str(out)]
+    assert main([*argv, "--fail-under", "r@1[en->en]=0"]) == 0
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert list(report["systems"]) == ["hybrid", "bm25"]  # the first system is the baseline and the gated one
+    assert set(report["systems"]["hybrid"]) >= {"en->en", "mixed-zh", "xquad-r all"}
+    assert "delta" in report["systems"]["bm25"]["en->en"]["R@1"]
+    assert (out / "report.md").read_text("utf-8").startswith("# XQuAD paragraph retrieval — dev split")
+    assert "<svg" in (out / "report.html").read_text("utf-8")
+    capsys.readouterr()
+    assert main([*argv, "--fail-under", "R@1[en->en]=1.01"]) == 1
+    assert "FAIL R@1[en->en]>=1.01: measured" in capsys.readouterr().err
+    assert main([*argv, "--fail-under", "recall=0.5"]) == 2  # unknown metric: a usage error
+
+
 def test_cli_errors(tmp_path: Path, fake: Path, cli_env: Path, capsys) -> None:
     assert main(["eval", "xquad", "--data", str(tmp_path / "missing")]) == 2
     assert main(["eval", "xquad", "--data", str(fake), "--systems", "e5"]) == 2
