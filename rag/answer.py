@@ -11,7 +11,7 @@ import numpy as np
 
 from rag.chunk import units
 from rag.lang import base, to_traditional
-from rag.scope import unknown_names
+from rag.scope import off_topic, unknown_names
 from rag.store import Index
 from rag.types import Answer, Citation, Hit
 from rag.verify import need, satisfies
@@ -170,7 +170,7 @@ def compose(
 
     `query` is the question as matched (Traditional converted to Simplified).
     """
-    if unknown := unknown_names(query, index.corpus):
+    if unknown := unknown_names(query, index.corpus) or off_topic(query, index.corpus):
         return Answer(question=question, language=language, abstained=True, answer=never_mentioned(unknown, language))
     sentences = score_sentences(index, hits, query, query_vectors, settings)
     chosen = choose(index, hits, sentences, query, settings)

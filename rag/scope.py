@@ -2,7 +2,8 @@
 
 Similarity cannot see this: "Who won the 2022 World Cup?" lands on the passage that mentions 2022 with a
 respectable score. The name "World Cup", found in no newsletter in either language, shows the newsletters
-cannot say. Names are capitalised runs in English and jieba's proper-noun tags in Chinese; a name counts as
+cannot say. Likewise a question none of whose content words occurs anywhere ("怎么做红烧肉？") is off topic.
+Names are capitalised runs in English and jieba's proper-noun tags in Chinese; a name counts as
 mentioned when it, or its CC-CEDICT translation, occurs in any indexed document. A name the dictionary cannot
 translate, asked of an archive that holds the other language, is given the benefit of the doubt.
 """
@@ -127,3 +128,35 @@ def _key_glosses(name: str) -> list[str]:
     best = [w for w, weight in weighted if weight >= weighted[0][1]]
     specific = [w for w in best if zipf_frequency(w, "en") < _COMMON_ZIPF]
     return specific or best
+
+
+def content_words(question: str) -> list[str]:
+    """The question's content words: English words of three or more letters and Chinese words of two or more
+    characters, question words and stopwords left out."""
+    from rag.lexical import EN_STOPWORDS, ZH_STOPWORDS
+
+    out = [w for w in re.findall(r"[a-z]{3,}", question.lower()) if w not in EN_STOPWORDS and w not in _OPENERS]
+    for run in _HAN.findall(to_simplified(question)):
+        out += [w for w, _flag in _posseg().cut(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
+    return list(dict.fromkeys(out))
+
+
+def off_topic(question: str, corpus: Corpus) -> tuple[str, ...]:
+    """The question's content words when not one of them occurs in any indexed document, in either language
+    ("怎么做红烧肉？", "How do I bake sourdough bread?"); () when the question touches the archive at all."""
+    words = content_words(question)
+    for w in words:
+        if corpus.mentions(w) or (w.isascii() and _mentions_inflected(w, corpus)):
+            return ()
+        translations = [h for h in cedict.en_to_zh(w, 3) if len(h) >= 2] if w.isascii() else _key_glosses(w)
+        if any(corpus.mentions(t) for t in translations):
+            return ()
+    return tuple(words)
+
+
+def _mentions_inflected(word: str, corpus: Corpus) -> bool:
+    """ "attended" finds "attend", "seminars" finds "seminar": the word's stem as a word prefix."""
+    from rag.lexical import stem
+
+    root = stem(word)
+    return len(root) >= 3 and re.search(rf"(?<![a-z0-9]){re.escape(root)}", corpus.text) is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.scope import Corpus, chinese_names, english_names, unknown_names
+from rag.scope import Corpus, chinese_names, content_words, english_names, off_topic, unknown_names
 
 EN = "The Seminar on Migrant Integration was held in Hangzhou. Experts from the European Union and IOM attended."
 ZH = "移民融合研讨会在杭州举行。来自欧盟和国际移民组织的专家出席了会议。"
@@ -47,3 +47,22 @@ def test_chinese_names_are_proper_nouns_of_two_or_more_characters() -> None:
 )
 def test_unknown_names(question: str, corpus: Corpus, unknown: tuple[str, ...]) -> None:
     assert unknown_names(question, corpus) == unknown
+
+
+def test_content_words_leave_out_question_words_and_stopwords() -> None:
+    assert content_words("How do I bake sourdough bread?") == ["bake", "sourdough", "bread"]
+    assert content_words("怎么做红烧肉？") == ["红烧肉"]
+
+
+@pytest.mark.parametrize(
+    "question,corpus,words",
+    [
+        ("How do I bake sourdough bread?", BILINGUAL, ("bake", "sourdough", "bread")),
+        ("怎么做红烧肉？", BILINGUAL, ("红烧肉",)),
+        ("Who attended the seminars?", BILINGUAL, ()),  # inflected forms count ("attended", "seminars")
+        ("研讨会有哪些专家？", ENGLISH_ONLY, ()),  # reached through CC-CEDICT: 专家 → experts
+        ("How did the experts bake bread?", BILINGUAL, ()),  # one word of the archive is enough to try
+    ],
+)
+def test_off_topic(question: str, corpus: Corpus, words: tuple[str, ...]) -> None:
+    assert off_topic(question, corpus) == words
