@@ -93,6 +93,9 @@ class Pipeline:
             index.lexical.search("warm up 预热", k=1)
         unknown_names("Warm up 预热北京", index.corpus)  # jieba's part-of-speech tagger loads in about a second
         lang.to_traditional("预热")  # OpenCC's dictionaries
+        from wordfreq import zipf_frequency
+
+        zipf_frequency("warm", "en")  # word frequencies (common-word checks of names and pinyin)
         self._query_vectors("warm up", "en")  # the embedding thread
 
     # -- index ----------------------------------------------------------------------------------

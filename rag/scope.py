@@ -10,6 +10,7 @@ translate, asked of an archive that holds the other language, is given the benef
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from rag.lang import to_simplified
 # Capitalised runs ("World Cup", "Paris", "MMSP II"), joined by spaces or hyphens.
 _EN_NAME = re.compile(r"[A-Z][A-Za-z0-9]*(?:[ -](?:[A-Z][A-Za-z0-9]*|I{1,3}|IV|V))*")
 _HAN = re.compile(r"[\u3400-\u9fff·]+")
+_LATIN_WORD = re.compile(r"[a-z0-9]+")
 # Words that open a question capitalised, and nationality adjectives ("Korean", "Spanish"): not names of things.
 _OPENER_WORDS = (
     "what who whom whose where when which why how is are was were do does did can could will would should shall"
@@ -38,6 +40,7 @@ class Corpus:
 
     text: str
     languages: frozenset[str]  # "en", "zh"
+    words: tuple[str, ...] = ()  # the distinct Latin-script words of the text, sorted (for fast lookups)
 
     @classmethod
     def of(cls, texts: Iterable[tuple[str, str]]) -> Corpus:
@@ -46,15 +49,23 @@ class Corpus:
         for text, language in texts:
             parts.append(to_simplified(text).lower())
             langs.add("zh" if language.startswith("zh") else "en")
-        return cls("\n".join(parts), frozenset(langs))
+        text = "\n".join(parts)
+        return cls(text, frozenset(langs), tuple(sorted(set(_LATIN_WORD.findall(text)))))
 
     def mentions(self, term: str) -> bool:
         term = to_simplified(term).lower().strip()
         if not term:
             return True
+        if _LATIN_WORD.fullmatch(term):
+            return self.has_word_starting(term, whole=True)
         if term.isascii():
             return re.search(rf"(?<![a-z0-9]){re.escape(term)}(?![a-z0-9])", self.text) is not None
         return term in self.text
+
+    def has_word_starting(self, prefix: str, whole: bool = False) -> bool:
+        """True when a word of the text starts with `prefix` (or, with `whole`, is it)."""
+        i = bisect.bisect_left(self.words, prefix)
+        return i < len(self.words) and (self.words[i] == prefix if whole else self.words[i].startswith(prefix))
 
 
 def english_names(question: str) -> list[str]:
@@ -83,11 +94,17 @@ def _posseg():  # type: ignore[no-untyped-def]
     return jieba.posseg.POSTokenizer(jieba.Tokenizer())
 
 
+@lru_cache(maxsize=1024)
+def _tagged(run: str) -> tuple[tuple[str, str], ...]:
+    """jieba's (word, part-of-speech) pairs for a run of Han characters."""
+    return tuple((p.word, p.flag) for p in _posseg().cut(run))
+
+
 def chinese_names(question: str) -> list[str]:
     """Proper nouns (people, places, organisations, other names) of two or more characters."""
     out = []
     for run in _HAN.findall(to_simplified(question)):
-        out += [w for w, flag in _posseg().cut(run) if flag.startswith(_PROPER_TAGS) and len(w) >= 2]
+        out += [w for w, flag in _tagged(run) if flag.startswith(_PROPER_TAGS) and len(w) >= 2]
     return out
 
 
@@ -137,7 +154,7 @@ def content_words(question: str) -> list[str]:
 
     out = [w for w in re.findall(r"[a-z]{3,}", question.lower()) if w not in EN_STOPWORDS and w not in _OPENERS]
     for run in _HAN.findall(to_simplified(question)):
-        out += [w for w, _flag in _posseg().cut(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
+        out += [w for w, _flag in _tagged(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
     return list(dict.fromkeys(out))
 
 
@@ -159,4 +176,4 @@ def _mentions_inflected(word: str, corpus: Corpus) -> bool:
     from rag.lexical import stem
 
     root = stem(word)
-    return len(root) >= 3 and re.search(rf"(?<![a-z0-9]){re.escape(root)}", corpus.text) is not None
+    return len(root) >= 3 and corpus.has_word_starting(root)
