@@ -776,6 +776,18 @@ def check_gates(result: Mapping[str, Any], gates: Iterable[Gate]) -> list[dict[s
 # --- command line ------------------------------------------------------------------------------------------
 
 
+def add_gate_argument(parser: argparse.ArgumentParser, metavar: str, what: str) -> None:
+    """`--fail-under`, repeatable, as `eval run` and `eval xquad` both take it."""
+    parser.add_argument(
+        "--fail-under",
+        dest="fail_under",
+        action="append",
+        default=[],
+        metavar=metavar,
+        help=f"exit 1 when {what} is below VALUE; repeatable",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `newsletter-qa eval run`."""
     parser.add_argument("--dataset", type=Path, required=True, help="dataset folder (see eval/datasets/README.md)")
@@ -789,14 +801,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TOML of Settings overrides plus `name`; repeat to compare (first = baseline)",
     )
     parser.add_argument("--out", type=Path, help="report folder (default: eval/out/<timestamp>/)")
-    parser.add_argument(
-        "--fail-under",
-        dest="fail_under",
-        action="append",
-        default=[],
-        metavar="METRIC=VALUE",
-        help="exit 1 when the first config's METRIC (or METRIC[SLICE]) is below VALUE; repeatable",
-    )
+    add_gate_argument(parser, "METRIC=VALUE", "the first config's METRIC (or METRIC[SLICE])")
     parser.add_argument("--limit", type=int, help="only the first N questions (smoke runs)")
 
 

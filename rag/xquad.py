@@ -379,14 +379,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--articles", type=int, default=0, help="only the split's first n articles (smoke runs)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--out", type=Path, help="also write report.json/.md/.html there (as `eval run` does)")
-    parser.add_argument(
-        "--fail-under",
-        dest="fail_under",
-        action="append",
-        default=[],
-        metavar="METRIC[DIRECTION]=VALUE",
-        help="exit 1 when the hybrid's METRIC (R@1, R@5, MRR@10, nDCG@10, mAP@20) is below VALUE; repeatable",
-    )
+    from rag.qa_eval import add_gate_argument
+
+    add_gate_argument(parser, "METRIC[DIRECTION]=VALUE", "the hybrid's METRIC (R@1, R@5, MRR@10, nDCG@10, mAP@20)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
