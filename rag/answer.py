@@ -128,21 +128,20 @@ _BULLET = re.compile(r"^\s*(?:[•·▪◦●\-–*]|\d{1,2}[.)、])\s*")
 def lead_in(index: Index, item: ScoredSentence, sentences: Sequence[ScoredSentence]) -> ScoredSentence | None:
     """For a list item ("• Resumed the issuance of port visas …"), the retrieved sentence that introduces its
     list ("Since 8 January 2023, the NIA has … as follows."), when only other items of the list lie between."""
-    doc_id, start, _end = index.sentences[item.row]
+    spans = index.sentences  # row → (doc_id, start, end)
+    doc_id, start, end = spans[item.row]
     text = index.documents[doc_id].text
-    if not _BULLET.match(text[start : index.sentences[item.row][2]]):
+    if not _BULLET.match(text[start:end]):
         return None
     before = [
         s
         for s in sentences
-        if index.sentences[s.row][0] == doc_id
-        and index.sentences[s.row][2] <= start
-        and not _BULLET.match(text[index.sentences[s.row][1] : index.sentences[s.row][2]])
+        if spans[s.row][0] == doc_id and spans[s.row][2] <= start and not _BULLET.match(text[slice(*spans[s.row][1:])])
     ]
     if not before:
         return None
-    lead = max(before, key=lambda s: index.sentences[s.row][1])
-    lead_end = index.sentences[lead.row][2]
+    lead = max(before, key=lambda s: spans[s.row][1])
+    lead_end = spans[lead.row][2]
     between = [line for line in text[lead_end:start].splitlines() if line.strip()]
     return lead if all(_BULLET.match(line) for line in between) else None
 

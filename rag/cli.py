@@ -115,14 +115,13 @@ def _progress():  # type: ignore[no-untyped-def]
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embed import EmbedderError
+    from rag.pipeline import NothingToIngest
     from rag.store import StoreError
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    from rag.pipeline import NothingToIngest
-
     try:
         report = _pipeline(settings).ingest(args.paths, progress=_progress(), rebuild=args.rebuild)
     except (StoreError, EmbedderError, NothingToIngest) as exc:

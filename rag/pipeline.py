@@ -87,8 +87,7 @@ class Pipeline:
     def warm_up(self) -> None:
         """Load every model and the index now, so the first question is as fast as the rest."""
         index = self.index()
-        for e in self.embedders.values():
-            e.encode_queries(["warm up"])
+        self._query_vectors("warm up", "en")  # every model, and the thread that runs them side by side
         if index.lexical is not None:
             index.lexical.search("warm up 预热", k=1)
         unknown_names("Warm up 预热北京", index.corpus)  # jieba's part-of-speech tagger loads in about a second
@@ -96,7 +95,6 @@ class Pipeline:
         from wordfreq import zipf_frequency
 
         zipf_frequency("warm", "en")  # word frequencies (common-word checks of names and pinyin)
-        self._query_vectors("warm up", "en")  # the embedding thread
 
     # -- index ----------------------------------------------------------------------------------
     def index(self) -> Index:

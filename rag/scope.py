@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from rag import cedict
@@ -40,7 +40,10 @@ class Corpus:
 
     text: str
     languages: frozenset[str]  # "en", "zh"
-    words: tuple[str, ...] = ()  # the distinct Latin-script words of the text, sorted (for fast lookups)
+    words: tuple[str, ...] = field(init=False)  # the distinct Latin-script words of the text, sorted
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", tuple(sorted(set(_LATIN_WORD.findall(self.text)))))
 
     @classmethod
     def of(cls, texts: Iterable[tuple[str, str]]) -> Corpus:
@@ -49,8 +52,7 @@ class Corpus:
         for text, language in texts:
             parts.append(to_simplified(text).lower())
             langs.add("zh" if language.startswith("zh") else "en")
-        text = "\n".join(parts)
-        return cls(text, frozenset(langs), tuple(sorted(set(_LATIN_WORD.findall(text)))))
+        return cls("\n".join(parts), frozenset(langs))
 
     def mentions(self, term: str) -> bool:
         term = to_simplified(term).lower().strip()

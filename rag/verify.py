@@ -59,7 +59,6 @@ _GENERIC_WORDS = (
     " measures activity activities topic topics issue issues step steps action actions"
 )
 _GENERIC_HEADS = frozenset(_GENERIC_WORDS.split())
-_HAN = re.compile(r"[\u3400-\u9fff]")
 _HOW_MANY = re.compile(r"\bhow many\s+((?:[\w'-]+\s+){1,3})", re.I)
 _NEXT_Q = re.compile(r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|下一|下届|下次|接替|继任", re.I)
 _NEXT_A = re.compile(
@@ -139,13 +138,13 @@ def names_a_list_of(counted: str, sentence: str) -> bool:
     "the Embassies of Austria, Belgium, Croatia…", "奥地利、比利时、克罗地亚…大使馆". A count can be read off it."""
     if not counted:
         return False
-    from rag.lexical import Settings, concepts, stem
+    from rag.lexical import stem
 
     en_list = r"(?:of|from|in)\s+(?:the\s+)?[A-Z][\w-]*(?:,\s+(?:and\s+)?(?:the\s+)?[A-Z][\w-]*){2,}"
     for m in re.finditer(rf"\b([A-Za-z]+)\s+{en_list}", sentence):
         if stem(m.group(1).lower()) == stem(counted):
             return True
-    heads = {t for c in concepts(counted, "zh", Settings(), passthrough=False) for t, _w in c if len(t) >= 2}
+    heads = [h for h in chinese_terms(counted) if len(h) >= 2]
     zh_list = r"(?:[\u4e00-\u9fff]{2,8}、){2,}[\u4e00-\u9fff]{2,8}(?:和[\u4e00-\u9fff]{2,8})?"
     return any(re.search(zh_list + re.escape(h), to_simplified(sentence)) for h in heads)
 
@@ -165,12 +164,19 @@ def which_head(question: str) -> str:
 
 def mentions_head(head: str, passage: str) -> bool:
     """True when the passage speaks of `head`, in its own words or (Chinese passages) its CC-CEDICT headwords."""
-    from rag.lexical import Settings, analyze, concepts
+    from rag.lexical import analyze
 
-    words = set(analyze(passage, "zh" if _HAN.search(passage) else "en"))
+    words = set(analyze(passage, "en"))  # each script by its own rules, whatever the language argument says
     if all(w in words for w in analyze(head, "en")):  # "visa-free" → visa, free
         return True
-    return any(t in words for c in concepts(head, "zh", Settings(), passthrough=False) for t, _w in c)
+    return any(t in words for t in chinese_terms(head))
+
+
+def chinese_terms(word: str) -> tuple[str, ...]:
+    """The Chinese index terms of an English word through CC-CEDICT ("embassies" → 大使馆 …)."""
+    from rag.lexical import Settings, concepts
+
+    return tuple(t for c in concepts(word, "zh", Settings(), passthrough=False) for t, _w in c)
 
 
 def serials(text: str) -> frozenset[tuple[str, int]]:

@@ -422,6 +422,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(_rounded({k: report[k] for k in keep if k in report}), ensure_ascii=False))
     else:
         print(render(report, split, settings, builds))
+    if not (args.out or gates):
+        return 0
     result = as_report(report, split, settings, builds)
     if args.out:
         from rag.report import write_reports
