@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from rag import lang
-from rag.answer import AnswerSettings, compose
+from rag.answer import UNSUPPORTED, AnswerSettings, compose
+from rag.answer_model import load as load_answer_model
 from rag.chunk import ChunkSettings, chunk, split_sentences
 from rag.clean import clean
 from rag.embed import Embedder, load_embedder
@@ -87,6 +88,7 @@ class Pipeline:
     def warm_up(self) -> None:
         """Load every model and the index now, so the first question is as fast as the rest."""
         index = self.index()
+        self.answer_settings()  # the answer model
         self._query_vectors("warm up", "en")  # every model, and the thread that runs them side by side
         if index.lexical is not None:
             index.lexical.search("warm up 预热", k=1)
@@ -353,6 +355,8 @@ class Pipeline:
         t = time.perf_counter()
         q = self.check_question(question)
         language = lang.detect(q)
+        if not lang.supported(q):
+            return Answer(question=q, language=language, abstained=True, answer=UNSUPPORTED)
         index = self.index()
         timings["load"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
@@ -391,8 +395,13 @@ class Pipeline:
         return FusionSettings(weights=s.weights, candidates=s.candidates, rerank=s.rerank)
 
     def answer_settings(self) -> AnswerSettings:
+        s = self.settings
         return AnswerSettings(
-            threshold=self.settings.abstain_threshold, max_sentences=self.settings.max_answer_sentences
+            model=load_answer_model(Path(s.answer_model)) if s.answer_model else load_answer_model(),
+            abstain=s.abstain_threshold,
+            confident=s.confident_threshold,
+            max_sentences=s.max_answer_sentences,
+            margin=s.answer_margin,
         )
 
 
