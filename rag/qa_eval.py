@@ -382,6 +382,7 @@ def evaluate(
             "embedders": list(settings.embedders),
             "lexical": settings.lexical,
             "models": describe_models(settings),
+            "answer_model": answer_model_record(pipe),
             "index_build": {
                 "documents": len(documents),
                 "chunks": build.chunks,
@@ -438,6 +439,20 @@ def settings_dict(settings: Settings) -> dict[str, Any]:
             value = dict(value)
         out[f.name] = value
     return out
+
+
+def answer_model_record(pipe: Pipeline) -> dict[str, Any]:
+    """Which answer model answered: version, the hashes of its training data, its thresholds as applied."""
+    answer = pipe.answer_settings()
+    meta = answer.model.meta
+    return {
+        "path": pipe.settings.answer_model or "rag/models/answer.json",
+        "version": meta.get("version", ""),
+        "trained": meta.get("trained", ""),
+        "data": meta.get("data", {}),
+        "abstain_below": answer.abstain_below,
+        "confident_from": answer.confident_from,
+    }
 
 
 def describe_models(settings: Settings) -> str:
