@@ -312,6 +312,7 @@ def _doc_to_json(d: Document) -> dict[str, Any]:
         "meta": asdict(d.meta),
         "sections": [asdict(s) for s in d.sections],
         "text": d.text,
+        "links": [list(link) for link in d.links],
     }
 
 
@@ -324,6 +325,7 @@ def _doc_from_json(j: dict[str, Any]) -> Document:
         sections=tuple(Section(**s) for s in j["sections"]),
         content_hash=j["content_hash"],
         path=j.get("path", ""),
+        links=tuple((str(text), str(url)) for text, url in j.get("links", ())),
     )
 
 

@@ -28,6 +28,7 @@ class RawDocument:
     meta: Meta
     fmt: str  # "txt", "md", "html", "pdf", "docx"
     encoding: str = "utf-8"
+    links: tuple[tuple[str, str], ...] = ()  # (link text, target) of Markdown / HTML links, in reading order
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Document:
     sections: tuple[Section, ...] = ()
     content_hash: str = ""
     path: str = ""
+    links: tuple[tuple[str, str], ...] = ()  # (link text, target): the targets are not in `text`
 
     def section_at(self, offset: int) -> Section | None:
         """The section containing `offset`, or None."""
