@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
     pipeline.ingest([settings.corpus])
-    folder = settings.index_dir
+    top = json.loads((settings.index_dir / "manifest.json").read_text())
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "versions"]
+    assert [p.name for p in (settings.index_dir / "versions").iterdir()] == [top["version"]]
+    folder = settings.index_dir / "versions" / top["version"]
     names = sorted(p.name for p in folder.iterdir())
     assert names == [
         "chunks.jsonl",
@@ -33,6 +36,7 @@ def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
         "vectors-hash.faiss",
     ]
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest == top  # the pointer is a copy of the current version's manifest
     assert manifest["embedders"] == ["hash"] and manifest["dims"] == {"hash": 256}
     assert manifest["format_version"] == 3 and manifest["chunker"]["size"] == settings.chunk_size
     assert set(manifest["documents"]) == {"news-en", "news-zh"}
