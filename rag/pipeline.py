@@ -114,15 +114,12 @@ def decode_question(question: str) -> str:
     """
     if not isinstance(question, str):
         raise QuestionError(f"the question must be text, not {type(question).__name__} / 问题必须是文本")
-    try:
-        question = question.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # surrogates outside the escape range: not bytes, just broken text
-        question = question.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        question = _SURROGATE.sub("\ufffd", question)
+    question = _LONE_SURROGATE.sub("\ufffd", question)  # not escaped bytes: just broken text
+    question = question.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return _CONTROL.sub(" ", question)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # all but U+DC80–U+DCFF (escaped bytes)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 

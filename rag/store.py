@@ -342,7 +342,10 @@ def _check(folder: Path, data: dict[str, Any], embedders: tuple[str, ...] | None
             f"--index, or re-index its newsletters with `newsletter-qa ingest --rebuild` (keeps them all)."
         )
     if lexical and not manifest.lexical:
-        raise IndexMismatch(f"index {folder.name!r} was built without the lexical channel; rebuild it")
+        raise IndexMismatch(
+            f"index {folder.name!r} was built without the lexical channel; re-index its newsletters with "
+            "`newsletter-qa ingest --rebuild` (keeps them all)"
+        )
     return manifest
 
 
