@@ -279,6 +279,8 @@ def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: 
         try:
             fd = os.open(vfolder / MANIFEST, os.O_RDONLY)
         except FileNotFoundError:
+            if _read_pointer(folder).get("version") == version:
+                raise StoreError(f"index {folder.name!r} is damaged: its version {version} is missing") from None
             continue  # deleted after we read the pointer: a newer version is current
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)

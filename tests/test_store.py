@@ -111,3 +111,72 @@ def test_killed_rebuild_leaves_previous_index_usable(pipeline, settings, tmp_pat
     # and the next build goes through
     pipeline.ingest([settings.corpus], rebuild=True)
     assert len(open_index(settings.index_dir, ("hash",)).chunks) == len(before.chunks)
+
+
+def _version(settings) -> str:  # type: ignore[no-untyped-def]
+    return json.loads((settings.index_dir / "manifest.json").read_text())["version"]
+
+
+def test_an_old_version_a_reader_holds_is_kept_until_the_next_write(pipeline, settings, corpus) -> None:
+    import fcntl
+
+    pipeline.ingest([corpus])
+    first = _version(settings)
+    versions = settings.index_dir / "versions"
+    fd = os.open(versions / first / "manifest.json", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # a reader in the middle of opening it
+    try:
+        (corpus / "news-en.txt").write_text("CHANGED\n\nThe seminar moved to Xi'an.\n", "utf-8")
+        pipeline.ingest([corpus])
+        second = _version(settings)
+        assert second != first and sorted(p.name for p in versions.iterdir()) == [first, second]
+    finally:
+        os.close(fd)
+    (corpus / "news-en.txt").write_text("CHANGED AGAIN\n\nThe seminar moved to Lhasa.\n", "utf-8")
+    pipeline.ingest([corpus])
+    assert [p.name for p in versions.iterdir()] == [_version(settings)]
+    assert _version(settings).startswith("v000003-")
+
+
+def test_stale_temp_copies_are_removed_at_the_next_write(pipeline, settings, corpus) -> None:
+    pipeline.ingest([corpus])
+    versions = settings.index_dir / "versions"
+    (versions / ".tmp-deadbeef").mkdir()  # a build killed half-way
+    (versions / ".tmp-deadbeef" / "chunks.jsonl").write_text("{}\n")
+    (versions / "v000009-orphan0").mkdir()  # a build killed after its rename, before the pointer moved
+    (settings.index_root / ".old-default-12345678").mkdir()  # an interrupted swap of the old layout
+    (settings.index_dir / "manifest.json.tmp-1234").write_text("{")
+    assert len(open_index(settings.index_dir, ("hash",)).chunks) > 0  # readers ignore all of it
+    pipeline.remove(["news-en"])
+    assert [p.name for p in versions.iterdir()] == [_version(settings)]
+    assert sorted(p.name for p in settings.index_root.iterdir()) == [".default.lock", "default"]
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "versions"]
+
+
+def test_a_pointer_to_a_missing_version_is_reported_as_damaged(pipeline, settings) -> None:
+    from rag.store import StoreError
+
+    pipeline.ingest([settings.corpus])
+    manifest = settings.index_dir / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "v000042-gone0000"}))
+    with pytest.raises(StoreError, match="is damaged: its version v000042-gone0000 is missing"):
+        open_index(settings.index_dir, ("hash",))
+
+
+def test_an_index_of_the_layout_before_versions_opens_and_moves_on_write(pipeline, settings, corpus) -> None:
+    import shutil
+
+    pipeline.ingest([corpus])
+    folder = settings.index_dir
+    version = folder / "versions" / _version(settings)
+    for p in version.iterdir():  # the old layout: the files beside manifest.json, no version named
+        shutil.move(p, folder / p.name)
+    shutil.rmtree(folder / "versions")
+    data = json.loads((folder / "manifest.json").read_text())
+    del data["version"]
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert sorted(open_index(folder, ("hash",)).documents) == ["news-en", "news-zh"]
+    (corpus / "extra.txt").write_text("EXTRA\n\nA third newsletter.\n", "utf-8")
+    assert pipeline.ingest([corpus]).added == ("extra",)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "versions"]
+    assert sorted(open_index(folder, ("hash",)).documents) == ["extra", "news-en", "news-zh"]
