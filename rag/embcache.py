@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import uuid
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class EmbeddingCache:
                 try:
                     with np.load(f) as data:
                         self._vectors.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
-                except (OSError, ValueError, KeyError):  # a file torn by a power cut: embed those again
+                except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # torn by a power cut: embed again
                     continue
         return self._vectors
 

@@ -29,6 +29,7 @@ from rag.store import (
     Index,
     IndexNotFound,
     Manifest,
+    clean_stale,
     current_version,
     list_indexes,
     open_index,
@@ -279,6 +280,9 @@ class Pipeline:
             elif changed and old is not None:  # every newsletter removed: an empty index
                 n_chunks, embedded, _ = self._write({}, old, progress)
                 written = True
+            # Whatever a killed run left: temp builds, unreferenced versions, checkpoints (all finished now).
+            clean_stale(folder)
+            embcache.clear(folder)
         self._index = None
 
         def ids(status: str) -> tuple[str, ...]:
