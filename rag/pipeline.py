@@ -16,7 +16,7 @@ import numpy as np
 
 from rag import embcache, lang
 from rag.answer import AnswerSettings, compose
-from rag.chunk import ChunkSettings, chunk, split_sentences
+from rag.chunk import BLOCK, ChunkSettings, chunk, split_sentences
 from rag.clean import clean
 from rag.embcache import EmbeddingCache
 from rag.embed import Embedder, load_embedder
@@ -357,7 +357,7 @@ class Pipeline:
             if doc_id in todo:
                 done += 1
                 try:
-                    new_chunks = chunk(doc, chunker)
+                    new_chunks = chunk(doc, chunker, _big_doc_progress(progress, doc))
                     spans = split_sentences(doc.text)
                 except Exception as exc:  # one document the chunker fails on must not sink the others
                     dropped[doc_id] = f"cannot chunk: {type(exc).__name__}: {exc}"
@@ -582,3 +582,16 @@ def _collision(doc_id: str, other: str) -> str:
         "a doc_id in front matter or a .meta.json sidecar, or remove the other first (`index remove`); "
         "if the files moved, `ingest --prune --yes` makes the index equal the folder"
     )
+
+
+def _big_doc_progress(progress: Progress, doc: Document) -> Callable[[int, int], None] | None:
+    """A progress bar of its own (in characters) for a document the chunker takes a while over."""
+    if len(doc.text) <= BLOCK:
+        return None
+    stage = f"chunk {doc.doc_id[:40]} (characters)"
+
+    def report(done: int, total: int) -> None:
+        progress(stage, done, total)
+
+    report(0, len(doc.text))
+    return report
