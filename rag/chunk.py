@@ -146,9 +146,7 @@ def _spans(doc: Document) -> list[tuple[int, int, str, str]]:
     return [sp for sp in spans if doc.text[sp[0] : sp[1]].strip()]
 
 
-def _clip(
-    sentences: list[tuple[int, int]], ends: list[int], start: int, end: int
-) -> tuple[tuple[int, int], ...]:
+def _clip(sentences: list[tuple[int, int]], ends: list[int], start: int, end: int) -> tuple[tuple[int, int], ...]:
     """Sentences overlapping [start, end), clipped to it (a chunk may begin or end mid-sentence).
 
     `sentences` are in text order and don't overlap, so `ends` (their ends) is sorted: a binary search finds

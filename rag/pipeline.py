@@ -120,6 +120,29 @@ def decode_question(question: str) -> str:
     return _CONTROL.sub(" ", question)
 
 
+UNSUPPORTED_LANGUAGE = (
+    "The newsletters don't say: please ask in English or Chinese. / 新闻简报中没有提到这一点：请用中文或英文提问。"
+)
+_KANA_HANGUL = re.compile("[\u3040-\u30ff\u31f0-\u31ff\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+
+
+def answerable_language(question: str) -> bool:
+    """True when a question is in English or Chinese: it has Latin letters or Han characters, more of them
+    than letters of other scripts, and no Japanese kana or Korean hangul. Emoji or punctuation alone: False.
+    """
+    if _KANA_HANGUL.search(question):
+        return False
+    ours = other = 0
+    for ch in question:
+        if not ch.isalpha():
+            continue
+        if ch.isascii() or "\u00c0" <= ch <= "\u024f" or lang.han_ratio(ch):
+            ours += 1
+        else:
+            other += 1
+    return ours > 0 and ours >= other
+
+
 _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # all but U+DC80–U+DCFF (escaped bytes)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -510,6 +533,8 @@ class Pipeline:
         t = time.perf_counter()
         q = self.check_question(question)
         language = lang.detect(q)
+        if not answerable_language(q):  # Russian, Japanese, emoji only…: the newsletters are in en and zh
+            return Answer(question=q, language=language, abstained=True, answer=UNSUPPORTED_LANGUAGE)
         index = self.index()
         timings["load"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
