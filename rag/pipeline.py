@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -215,7 +216,7 @@ class Pipeline:
         ones given; `replace_all` makes the index hold exactly the files given (removals go through `confirm`).
         """
         t0 = time.perf_counter()
-        paths = [Path(p) for p in paths]
+        paths = [Path(os.path.abspath(p)) for p in paths]  # a document's path is part of its identity
         sources = discover_sources(paths)
         if not sources:
             raise NothingToIngest(
@@ -598,7 +599,7 @@ def _moved(prev: Document, doc: Document) -> bool:
     """True when the index holds this doc_id from another file than `doc`'s (`x.docx` then `x.pdf`)."""
     if not prev.path or not doc.path:
         return False
-    return Path(prev.path).resolve() != Path(doc.path).resolve()
+    return os.path.abspath(prev.path) != os.path.abspath(doc.path)
 
 
 def _collision(doc_id: str, other: str) -> str:
