@@ -151,6 +151,7 @@ def test_kill_9_during_ingest_then_resume(tmp_path: Path, reference: tuple[int, 
         assert 0 < finished < total and sum(emb.batches) == total - finished  # only what was unfinished
     else:
         assert emb.batches == []  # everything was embedded before the kill: nothing again
+    print(f"\n{point}: {total} texts to embed, re-run embedded {sum(emb.batches)}")
     if point == "cleanup":
         assert not report.written
     versions = settings.index_dir / "versions"
