@@ -34,6 +34,7 @@ from rag.store import (
     current_version,
     list_indexes,
     open_index,
+    recover_legacy_swap,
     stored_documents,
     write_index,
     write_lock,
@@ -267,6 +268,7 @@ class Pipeline:
         t0 = time.perf_counter()
         folder = self.settings.index_dir
         with write_lock(folder):
+            recover_legacy_swap(folder)
             old = None if rebuild else self._open_existing()
             held = {d.doc_id: d for d in stored_documents(folder)} if rebuild else dict(old.documents) if old else {}
             merged = {} if replace_all else dict(held)
@@ -329,6 +331,7 @@ class Pipeline:
         """Remove newsletters by id (after `confirm`, when given); the others keep their vectors."""
         t0 = time.perf_counter()
         with write_lock(self.settings.index_dir):
+            recover_legacy_swap(self.settings.index_dir)
             old = self._open_existing()
             if old is None:
                 existing = list_indexes(self.settings.index_root)

@@ -226,16 +226,37 @@ def clean_stale(folder: Path) -> list[str]:
             elif p.exists():
                 p.unlink()
                 deleted.append(name)
-    for p in folder.parent.glob(f".old-{folder.name}-*"):  # interrupted swaps of the old layout
-        shutil.rmtree(p, ignore_errors=True)
-        deleted.append(p.name)
-    for p in folder.parent.glob(f".tmp-{folder.name}-*"):
-        shutil.rmtree(p, ignore_errors=True)
-        deleted.append(p.name)
+    if (folder / MANIFEST).exists():  # folders of the old layout's swap, once they can't be needed
+        for p in _legacy_swap_folders(folder):
+            shutil.rmtree(p, ignore_errors=True)
+            deleted.append(p.name)
     for p in folder.glob(f"{MANIFEST}.tmp-*"):
         p.unlink(missing_ok=True)
         deleted.append(p.name)
     return deleted
+
+
+def recover_legacy_swap(folder: Path) -> bool:
+    """Finish what a writer of the old layout (folder swapped by two renames) left when it was killed between
+    them: the index folder missing, the previous one under `.old-<name>-<hex>`. Hold `write_lock(folder)`.
+    """
+    if (folder / MANIFEST).exists():
+        return False
+    olds = [p for p in _legacy_swap_folders(folder) if p.name.startswith(".old-") and (p / MANIFEST).exists()]
+    if not olds:
+        return False
+    newest = max(olds, key=lambda p: p.stat().st_mtime)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.rename(newest, folder)
+    return True
+
+
+def _legacy_swap_folders(folder: Path) -> list[Path]:
+    """`.old-<name>-<8 hex>` and `.tmp-<name>-<8 hex>` beside the folder (not those of `<name>-x`)."""
+    pattern = re.compile(rf"\.(old|tmp)-{re.escape(folder.name)}-[0-9a-f]{{8}}")
+    parent = folder.parent
+    return [p for p in parent.iterdir() if pattern.fullmatch(p.name)] if parent.is_dir() else []
 
 
 def _delete_unheld(version: Path) -> bool:

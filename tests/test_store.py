@@ -180,3 +180,25 @@ def test_an_index_of_the_layout_before_versions_opens_and_moves_on_write(pipelin
     assert pipeline.ingest([corpus]).added == ("extra",)
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "versions"]
     assert sorted(open_index(folder, ("hash",)).documents) == ["extra", "news-en", "news-zh"]
+
+
+def test_a_swap_of_the_old_layout_killed_between_its_renames_is_finished_by_the_next_write(
+    pipeline, settings, corpus
+) -> None:
+    import shutil
+
+    pipeline.ingest([corpus])
+    folder, root = settings.index_dir, settings.index_root
+    version = folder / "versions" / _version(settings)
+    old = root / ".old-default-abcdef12"  # the old layout's swap, killed after its first rename
+    shutil.move(version, old)
+    data = json.loads((old / "manifest.json").read_text())
+    del data["version"]
+    (old / "manifest.json").write_text(json.dumps(data))
+    shutil.rmtree(folder)
+    other = root / ".old-default-x-12345678"  # belongs to an index named "default-x": not ours to touch
+    other.mkdir()
+    (corpus / "extra.txt").write_text("EXTRA\n\nA third newsletter.\n", "utf-8")
+    assert pipeline.ingest([corpus / "extra.txt"]).added == ("extra",)
+    assert sorted(open_index(folder, ("hash",)).documents) == ["extra", "news-en", "news-zh"]  # nothing lost
+    assert not old.exists() and other.exists()
