@@ -11,6 +11,7 @@ from pathlib import Path
 from rag.settings import Settings, load_settings
 
 EXIT_USAGE = 2
+MAX_K = 50  # passages a question may ask for
 EXIT_PARTIAL = 3  # ingest: some files were skipped (each one printed with its reason); the others are indexed
 
 
@@ -198,7 +199,8 @@ def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             try:
                 date.fromisoformat(value)
             except ValueError:
-                raise ValueError(f"{flag} {value!r} is not a date YYYY-MM-DD") from None
+                shown = value if len(value) <= 40 else value[:40] + "…"  # never echo a huge argument back
+                raise ValueError(f"{flag} {shown!r} is not a date YYYY-MM-DD") from None
     return Filters(
         language=args.language, issue=args.issue, date_from=args.date_from, date_to=args.date_to, section=args.section
     )
@@ -214,6 +216,9 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     if args.k is not None and args.k < 1:
         print(f"error: --k must be at least 1, got {args.k}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.k is not None and args.k > MAX_K:
+        print(f"error: --k must be at most {MAX_K}, got {args.k}", file=sys.stderr)
         return EXIT_USAGE
     try:
         filters = _filters(args)
@@ -286,7 +291,7 @@ def render_text_dict(d: dict) -> str:
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embed import EmbedderError
-    from rag.store import StoreError, list_indexes, open_index
+    from rag.store import FormatOutdated, StoreError, list_indexes, open_index
 
     if args.index_command == "list":
         names = list_indexes(settings.index_root)
@@ -296,6 +301,9 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         for name in names:
             try:
                 idx = open_index(settings.index_root / name)
+            except FormatOutdated as exc:
+                print(f"{name}: outdated ({exc}); the next ask or ingest re-indexes its newsletters")
+                continue
             except StoreError as exc:
                 print(f"{name}: DAMAGED ({exc})")
                 damaged += 1

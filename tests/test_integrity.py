@@ -235,3 +235,10 @@ def test_pipeline_with_a_fake_embedder_counts(settings) -> None:
     pipe = Pipeline(settings, {"hash": HashEmbedder()})
     report = pipe.ingest([settings.corpus])
     assert [f.status for f in report.files] == ["added", "added"] and report.written
+
+
+def test_k_over_50_and_a_huge_bad_date_are_refused_briefly(env: Path, capsys) -> None:
+    code, out, err = run(capsys, "ask", "--k", "51", "seminar")
+    assert (code, out) == (2, "") and err.strip() == "error: --k must be at most 50, got 51"
+    code, out, err = run(capsys, "ask", "--date-from", "9" * 100_000, "seminar")
+    assert (code, out) == (2, "") and len(err) < 200 and "is not a date YYYY-MM-DD" in err
