@@ -283,8 +283,8 @@ class Pipeline:
                 given[doc.doc_id] = doc
                 if prev is None:
                     status = "added"
-                elif prev.content_hash == doc.content_hash:
-                    status = "unchanged"
+                elif prev.content_hash == doc.content_hash and not _moved(prev, doc):
+                    status = "unchanged"  # (a file that moved, with --prune, is "updated": its path is rewritten)
                 else:
                     status = "updated"
                 outcomes.append(FileOutcome(doc.path, status, doc.doc_id))

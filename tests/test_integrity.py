@@ -242,3 +242,15 @@ def test_k_over_50_and_a_huge_bad_date_are_refused_briefly(env: Path, capsys) ->
     assert (code, out) == (2, "") and err.strip() == "error: --k must be at most 50, got 51"
     code, out, err = run(capsys, "ask", "--date-from", "9" * 100_000, "seminar")
     assert (code, out) == (2, "") and len(err) < 200 and "is not a date YYYY-MM-DD" in err
+
+
+def test_prune_adopts_files_that_moved(env: Path, corpus: Path, tmp_path: Path, capsys) -> None:
+    assert run(capsys, "ingest", str(corpus))[0] == 0
+    moved = tmp_path / "moved"
+    corpus.rename(moved)
+    code, _out, err = run(capsys, "ingest", str(moved))
+    assert code == 3 and "is already the id of" in err  # without --prune: refused, nothing overwritten
+    code, out, _ = run(capsys, "ingest", str(moved), "--prune", "--json")
+    assert code == 0 and [f["status"] for f in json.loads(out)["files"]] == ["updated", "updated"]
+    assert json.loads(out)["embedded_chunks"] == 0  # same text: vectors kept, only the path changes
+    assert run(capsys, "ingest", str(moved))[0] == 0  # and now it is the files' home
