@@ -1,20 +1,23 @@
-"""Extractive answers: the retrieved sentences that best answer the question, each with its [n] marker."""
+"""Extractive answers: the retrieved sentences the answer model picks, each with its [n] marker, a calibrated
+confidence, and a plain abstention when the newsletters don't say."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from rag.align import counterpart
+from rag.answer_model import AnswerModel, question_features, sigmoid
 from rag.chunk import units
+from rag.features import SENTENCE_FEATURES, candidates
 from rag.lang import base, to_traditional
 from rag.scope import off_topic, unknown_names
 from rag.store import Index
 from rag.types import Answer, Citation, Hit
-from rag.verify import need, satisfies
 
 NEVER_MENTIONED = {
     "en": "The newsletters don't say. They never mention {names}.",
@@ -25,99 +28,87 @@ ABSTAIN = {
     "zh": "新闻简报中没有提到这一点。已索引的新闻简报中没有能回答这个问题的段落。",
     "zh-hant": "新聞簡報中沒有提到這一點。已索引的新聞簡報中沒有能回答這個問題的段落。",
 }
+UNSUPPORTED = (
+    "I can answer questions in English or Chinese only; please rephrase your question. "
+    "/ 我只能回答中文或英文的问题，请换一种说法。"
+)
+CLOSEST = {
+    "en": "These are the closest passages; they may not answer the question.",
+    "zh": "以下是最相关的段落，未必能回答这个问题。",
+    "zh-hant": "以下是最相關的段落，未必能回答這個問題。",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class AnswerSettings:
-    """How sentences are scored and chosen, and when the evidence is too weak to answer (tuned on dev)."""
+    """The answer model and how its output is used; thresholds below 0 take the model's own (chosen on dev)."""
 
-    threshold: float = 0.8  # abstain when the best sentence scores below this
+    model: AnswerModel
+    abstain: float = -1.0  # abstain below this confidence
+    confident: float = -1.0  # between `abstain` and this, answer as "closest passages"
     max_sentences: int = 3
-    margin: float = 0.05  # quote further sentences scoring within this of the best one
-    type_margin: float = 0.2  # how far below the best a sentence of the asked-for kind may score
-    weights: Mapping[str, float] = field(default_factory=lambda: {"use": 0.25, "e5": 1.0, "lexical": 1.0})
-    rank_penalty: float = 0.01  # per rank of the passage the sentence comes from
-    short_penalty: float = 0.1  # for fragments of under 6 units ("The MMSP Project Team")
+    margin: float = 1.0  # quote further sentences whose logit is within this of the best one
+
+    @property
+    def abstain_below(self) -> float:
+        return self.abstain if self.abstain >= 0 else self.model.thresholds.abstain
+
+    @property
+    def confident_from(self) -> float:
+        return max(self.abstain_below, self.confident if self.confident >= 0 else self.model.thresholds.confident)
 
 
 @dataclass(frozen=True, slots=True)
 class ScoredSentence:
     row: int
     hit: int  # index into the hits list
-    score: float
+    score: float  # the sentence model's probability that this sentence answers
     place: int | None = None  # read with this hit's sentences instead of its own (a list's lead-in)
 
 
-def score_sentences(
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer stage's reading of one question: every candidate scored, and the confidence."""
+
+    sentences: tuple[ScoredSentence, ...]  # best first
+    logits: np.ndarray
+    confidence: float
+
+
+def decide(
     index: Index,
     hits: Sequence[Hit],
     query: str,
+    language: str,
     query_vectors: Mapping[str, np.ndarray],
-    settings: AnswerSettings,
-) -> list[ScoredSentence]:
-    """Every sentence of the retrieved passages, best first: dense cosines + lexical overlap + passage rank."""
-    row_of = {c.chunk_id: i for i, c in enumerate(index.chunks)}
-    lexical: dict[int, float] = {}
-    if index.sentence_lexical is not None and settings.weights.get("lexical", 0):
-        lexical = dict(index.sentence_lexical.search(query, k=len(index.sentences)))
-    seen: set[int] = set()
-    out: list[ScoredSentence] = []
-    for h, hit in enumerate(hits):
-        doc = index.documents[hit.chunk.doc_id]
-        rows = [
-            r
-            for r in index.chunk_sentences[row_of[hit.chunk.chunk_id]]
-            if r not in seen and not _is_heading(doc.text[index.sentences[r][1] : index.sentences[r][2]], hit)
-        ]
-        if not rows:
-            continue
-        seen.update(rows)
-        score = np.zeros(len(rows))
-        for ch, q in query_vectors.items():
-            score += settings.weights.get(ch, 1.0) * (index.sentence_vectors[ch][rows] @ q)
-        score += settings.weights.get("lexical", 0.0) * np.array([lexical.get(r, 0.0) for r in rows])
-        score -= settings.rank_penalty * h
-        short = np.array([units(doc.text[index.sentences[r][1] : index.sentences[r][2]]) < 6 for r in rows])
-        score -= settings.short_penalty * short
-        out.extend(ScoredSentence(r, h, float(x)) for r, x in zip(rows, score, strict=True))
-    out.sort(key=lambda s: -s.score)
-    return out
+    model: AnswerModel,
+) -> Decision:
+    """Score every candidate sentence with the sentence model and the question with the question model."""
+    found = candidates(index, hits, query, language, query_vectors)
+    logits = model.sentence_logits(found.features)
+    qf = question_features(
+        logits, found.features, SENTENCE_FEATURES, found.top_hit, found.need.kind != "other", units(query)
+    )
+    confidence = model.confidence(qf) if found.items else 0.0
+    order = np.argsort(-logits, kind="stable")
+    scored = tuple(
+        ScoredSentence(found.items[i].row, found.items[i].hit, float(sigmoid(logits[i]))) for i in order
+    )
+    return Decision(scored, logits[order], confidence)
 
 
-def _is_heading(sentence: str, hit: Hit) -> bool:
-    """Article headings help retrieval but are no answer: they state a topic, not a fact."""
-    return bool(hit.chunk.heading) and sentence.strip() == hit.chunk.heading.strip()
-
-
-def choose(
-    index: Index, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], question: str, settings: AnswerSettings
-) -> list[ScoredSentence]:
-    """The sentences to quote, best first; empty when the evidence is too weak (then we abstain)."""
-    if not sentences or sentences[0].score < settings.threshold:
+def choose(index: Index, decision: Decision, settings: AnswerSettings) -> list[ScoredSentence]:
+    """The sentences to quote, best first: the best one, others whose logit is within the margin, and the
+    lead-in of a list item (which carries the fact the item completes)."""
+    if not decision.sentences:
         return []
-    asked = need(question)
-    best = sentences[0].score
-
-    def fits(s: ScoredSentence) -> bool:
-        doc_id, start, end = index.sentences[s.row]
-        return satisfies(asked, index.documents[doc_id].text[start:end], hits[s.hit].chunk.text)
-
-    lead_ins: dict[int, ScoredSentence] = {}  # list item row → the lead-in sentence that carries its fact
-    fitting = []
-    for s in sentences:
-        if s.score < best - settings.type_margin:
-            break
-        if fits(s):
-            fitting.append(s)
-        elif (lead := lead_in(index, s, sentences)) is not None and fits(lead):
-            lead_ins[s.row] = lead
-            fitting.append(s)
-    if not fitting:
-        return []
-    top = fitting[0].score
-    chosen = [s for s in fitting if s.score >= top - settings.margin][: settings.max_sentences]
-    for s in list(chosen):  # quote the lead-in too: "Since 8 January 2023 … as follows:" + "• Resumed …"
-        if (lead := lead_ins.get(s.row)) is not None and all(c.row != lead.row for c in chosen):
+    best = float(decision.logits[0])
+    chosen = [
+        s for s, lg in zip(decision.sentences, decision.logits, strict=True) if lg >= best - settings.margin
+    ][: settings.max_sentences]
+    for s in list(chosen):
+        lead = lead_in(index, s, decision.sentences)
+        if lead is not None and all(c.row != lead.row for c in chosen):
             chosen.append(dataclasses.replace(lead, place=s.hit))
     return chosen
 
@@ -171,10 +162,16 @@ def compose(
     """
     if unknown := unknown_names(query, index.corpus) or off_topic(query, index.corpus):
         return Answer(question=question, language=language, abstained=True, answer=never_mentioned(unknown, language))
-    sentences = score_sentences(index, hits, query, query_vectors, settings)
-    chosen = choose(index, hits, sentences, query, settings)
-    if not chosen:
-        return Answer(question=question, language=language, abstained=True, answer=ABSTAIN.get(language, ABSTAIN["en"]))
+    decision = decide(index, hits, query, language, query_vectors, settings.model)
+    chosen = choose(index, decision, settings)
+    if not chosen or decision.confidence < settings.abstain_below:
+        return Answer(
+            question=question,
+            language=language,
+            abstained=True,
+            answer=ABSTAIN.get(language, ABSTAIN["en"]),
+            confidence=decision.confidence,
+        )
     # Read in document order within a passage, passages in rank order.
     chosen.sort(key=lambda s: (s.hit if s.place is None else s.place, index.sentences[s.row][1]))
     citations: list[Citation] = []
@@ -199,6 +196,7 @@ def compose(
                 language=doc.language,
                 passage_start=hit.chunk.start,
                 also_in=hit.also_in,
+                aligned=counterpart(index, s.row, language) if base(doc.language) != base(language) else None,
             )
         )
         sep = "" if base(doc.language) == "zh" else " "
@@ -207,10 +205,13 @@ def compose(
     text = joiner.join(parts).strip()
     if language == "zh-hant":  # the answer reads in the asker's script; quotes stay verbatim
         text = to_traditional(text)
+    confident = decision.confidence >= settings.confident_from
     return Answer(
         question=question,
         language=language,
         abstained=False,
         answer=text,
         citations=tuple(citations),
+        confidence=decision.confidence,
+        verdict="answer" if confident else "closest",
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-FORMAT = 9  # bump when the parsed form changes
+FORMAT = 10  # bump when the parsed form changes
 MAX_ZH = 12  # Chinese headwords kept per English key
 _TAIL = 0.25  # weight of gloss words after a sense's first comma ("Warsaw, capital of Poland")
 _PRIOR_FLOOR = 0.2  # frequency prior of a headword wordfreq has never seen
@@ -82,6 +82,8 @@ class Dictionary:
     en_zh: dict[str, str]  # English word or short phrase → Simplified headwords
     pinyin: dict[str, str]  # Simplified character → toneless pinyin syllable, its reading as a surname first
     surnames: frozenset[str]  # characters CC-CEDICT glosses as a surname
+    proper_zh: frozenset[str] = frozenset()  # headwords (both scripts) every gloss of which is capitalised: names
+    proper_en: frozenset[str] = frozenset()  # English gloss words seen capitalised only ("japan", "paris")
 
 
 def source_path() -> Path:
@@ -123,6 +125,8 @@ def parse(path: Path) -> Dictionary:
     simp_of: dict[str, str] = {}
     pinyin: dict[str, str] = {}
     surnames: set[str] = set()
+    capitalised: dict[str, bool] = {}  # headword → every sense so far is a name ("Paris", "World Cup")
+    en_case: dict[str, set[bool]] = defaultdict(set)  # English gloss word → seen capitalised / lowercase
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for line in f:
             m = _LINE.match(line)
@@ -146,6 +150,7 @@ def parse(path: Path) -> Dictionary:
                     refs[simp].append(ref.group(1).split("|")[-1])
                 if _DROP.match(sense):
                     continue
+                _note_case(sense, trad, simp, capitalised, en_case)
                 words, phrase = _gloss(sense)
                 for word, w in words:
                     if w > glosses.get(word, 0.0):
@@ -166,7 +171,27 @@ def parse(path: Path) -> Dictionary:
             zh[trad] = zh[simp]
     prior = _zh_prior({h for hs in en_zh.values() for h in hs})
     en = {word: _pack({h: w * prior[h] for h, w in hs.items()}, MAX_ZH) for word, hs in en_zh.items()}
-    return Dictionary(zh_en=zh, en_zh=en, pinyin=pinyin, surnames=frozenset(surnames))
+    return Dictionary(
+        zh_en=zh,
+        en_zh=en,
+        pinyin=pinyin,
+        surnames=frozenset(surnames),
+        proper_zh=frozenset(h for h, name in capitalised.items() if name),
+        proper_en=frozenset(w for w, cases in en_case.items() if cases == {True}),
+    )
+
+
+def _note_case(sense: str, trad: str, simp: str, capitalised: dict[str, bool], en_case: dict[str, set[bool]]) -> None:
+    """Record whether a sense reads as a name: English capitalises names ("Paris"), not common nouns ("city")."""
+    text = _HAN_REF.sub(" ", _PAREN.sub(" ", sense)).strip()
+    words = re.findall(r"[A-Za-z][a-z]+", text)
+    if not words:
+        return
+    name = text[:1].isupper()
+    for head in (trad, simp):
+        capitalised[head] = capitalised.get(head, True) and name
+    for w in words:
+        en_case[w.lower()].add(w[0].isupper())
 
 
 def _pack(weights: dict[str, float], limit: int | None = None) -> str:
@@ -214,7 +239,9 @@ def _write_cache(cache: Path, d: Dictionary) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False, suffix=".tmp") as f:
         try:
-            pickle.dump((d.zh_en, d.en_zh, d.pinyin, d.surnames), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(
+                (d.zh_en, d.en_zh, d.pinyin, d.surnames, d.proper_zh, d.proper_en), f, protocol=pickle.HIGHEST_PROTOCOL
+            )
         except BaseException:
             Path(f.name).unlink(missing_ok=True)
             raise
@@ -269,6 +296,16 @@ def pinyin(word: str) -> str:
     table = load().pinyin
     syllables = [table.get(c, "") for c in word]
     return "".join(syllables) if all(syllables) else ""
+
+
+def is_proper_zh(word: str) -> bool:
+    """True when every CC-CEDICT gloss of the headword is capitalised: a name (北京, 澳大利亚), not 城市."""
+    return word in load().proper_zh
+
+
+def is_proper_en(word: str) -> bool:
+    """True when the English word occurs in CC-CEDICT glosses only capitalised ("Japan", not "outline")."""
+    return word.lower() in load().proper_en
 
 
 def is_surname(char: str) -> bool:

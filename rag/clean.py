@@ -78,6 +78,7 @@ def clean(raw: RawDocument) -> Document:
         sections=sections,
         content_hash=_content_hash(body, raw.meta, sections),
         path=raw.path,
+        links=raw.links,
     )
 
 

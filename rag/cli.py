@@ -280,12 +280,21 @@ def render_text(answer) -> str:  # type: ignore[no-untyped-def]
 def render_text_dict(d: dict) -> str:
     if "error" in d:
         return f"error: {d['error']}"
-    lines = [d["answer"], ""]
+    from rag.answer import CLOSEST
+
+    lines = []
+    if d.get("verdict") == "closest":
+        lines.append(f"({CLOSEST.get(d['language'], CLOSEST['en'])})")
+    lines += [d["answer"], ""]
     for c in d["citations"]:
         where = " · ".join(x for x in (c["title"], f"issue {c['issue']}" if c["issue"] else "", c["section"]) if x)
         lines.append(f"[{c['n']}] {where} ({c['doc_id']}, chars {c['start']}–{c['end']}, score {c['score']:.2f})")
+        if c.get("aligned"):
+            lines.append(f"    {c['aligned']['language']} edition: {c['aligned']['quote']} ({c['aligned']['doc_id']})")
         if c.get("also_in"):
             lines.append(f"    also in: {', '.join(c['also_in'])}")
+    if "confidence" in d:
+        lines.append(f"confidence {d['confidence']:.2f}")
     return "\n".join(lines).rstrip()
 
 

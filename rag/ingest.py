@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
+from rag import markup
 from rag.types import Meta, RawDocument
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
@@ -62,7 +63,7 @@ def read(path: Path, root: Path | None = None, max_bytes: int = MAX_DOCUMENT_BYT
     """Read one supported file into a `RawDocument`; raise `IngestError` saying why when it can't.
 
     The doc_id is `doc_id` from the front matter or sidecar when given, else `doc_id_for(path, root)`.
-    Files (or, for PDF and DOCX, extracted text) over `max_bytes` are refused: see docs/ingest-limits.
+    Files (or, for PDF and DOCX, extracted text) over `max_bytes` are refused (setting max_document_mb; README "Command line").
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -76,6 +77,7 @@ def read(path: Path, root: Path | None = None, max_bytes: int = MAX_DOCUMENT_BYT
     fmt = _FMT[suffix]
     encoding = "utf-8"
     front: dict[str, str] = {}
+    links: tuple[tuple[str, str], ...] = ()
     if fmt in ("pdf", "docx"):
         text = _pdf_text(path) if fmt == "pdf" else _docx_text(path)
         _check_size(path, len(text.encode("utf-8", "surrogatepass")), max_bytes, "of text")
@@ -85,14 +87,15 @@ def read(path: Path, root: Path | None = None, max_bytes: int = MAX_DOCUMENT_BYT
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         if fmt == "md":
             front, text = split_front_matter(text)
-        elif fmt == "html":
-            text = html_text(text)
+        if fmt in ("md", "html"):  # rendered text is the stored text: quote offsets index it directly
+            rendered = markup.markdown(text) if fmt == "md" else markup.html(text)
+            text, links = rendered.text, rendered.links
     if not text.strip():
         raise IngestError(path, "empty document")
     values = {**front, **_sidecar(path)}
     doc_id = _explicit_doc_id(path, values.get("doc_id", "")) or doc_id_for(path, root)
     meta = _meta(path, text, values)
-    return RawDocument(doc_id=doc_id, path=str(path), text=text, meta=meta, fmt=fmt, encoding=encoding)
+    return RawDocument(doc_id=doc_id, path=str(path), text=text, meta=meta, fmt=fmt, encoding=encoding, links=links)
 
 
 def _check_size(path: Path, size: int, limit: int, what: str) -> None:
@@ -386,72 +389,6 @@ def _is_common_han(ch: str) -> bool:
         if len(b) == 2 and lo <= (b[0] << 8 | b[1]) <= hi:
             return True
     return False
-
-
-# --------------------------------------------------------------------------- html
-
-_DROP_TAGS = ("script", "style", "nav", "head", "title", "noscript", "template")
-_BLOCK_TAGS = frozenset(
-    {"p", "div", "br", "tr", "li", "ul", "ol", "dl", "dt", "dd", "table", "thead", "tbody", "tfoot"}
-    | {"caption", "section", "article", "header", "footer", "main", "aside", "blockquote", "figure"}
-    | {"figcaption", "hr", "pre", "address", "form", "fieldset", "h4", "h5", "h6"}
-)
-_HEADING_PREFIX = {"h1": "## ", "h2": "## ", "h3": "### "}
-_CELL_TAGS = frozenset(("td", "th"))
-_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
-_BREAK = object()  # stack marker: the end of a block element
-
-
-def html_text(markup: str) -> str:
-    """Plain text of an HTML page: blocks become paragraphs, h1/h2 → "## ", h3 → "### "; no markup kept."""
-    from bs4 import BeautifulSoup  # lazy: heavy, and only HTML needs it
-
-    soup = BeautifulSoup(markup, "html.parser")
-    for tag in soup(_DROP_TAGS):
-        tag.decompose()
-    parts: list[str] = []
-    _emit(soup, parts)
-    text = "".join(parts)
-    text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-def _emit(node: object, parts: list[str]) -> None:
-    """Append the text under `node` to `parts`, blank lines around blocks (iterative: pages nest deep)."""
-    from bs4.element import NavigableString, PreformattedString, Tag
-
-    stack: list[object] = list(reversed(list(getattr(node, "children", ()))))
-    while stack:
-        child = stack.pop()
-        if child is _BREAK:
-            parts.append("\n\n")
-        elif isinstance(child, PreformattedString):  # comments, doctype, CDATA, processing instructions
-            continue
-        elif isinstance(child, NavigableString):
-            parts.append(_HTML_SPACE.sub(" ", str(child).replace("\xa0", " ")))  # &nbsp; is layout, not text
-        elif isinstance(child, Tag):
-            name = child.name.lower()
-            if name in _HEADING_PREFIX:
-                heading = _HTML_SPACE.sub(" ", _inline_text(child)).strip()
-                if heading:
-                    parts.append(f"\n\n{_HEADING_PREFIX[name]}{heading}\n\n")
-                continue
-            if name == "pre":
-                parts.append("\n\n" + child.get_text() + "\n\n")
-                continue
-            if name in _BLOCK_TAGS:
-                parts.append("\n\n")
-                stack.append(_BREAK)
-            elif name in _CELL_TAGS:
-                parts.append(" ")
-            stack.extend(reversed(list(child.children)))
-
-
-def _inline_text(tag: object) -> str:
-    """Text of a heading, with <br> and nested blocks read as spaces so words don't run together."""
-    parts: list[str] = []
-    _emit(tag, parts)
-    return "".join(parts).replace("\n", " ")
 
 
 # --------------------------------------------------------------------------- pdf / docx

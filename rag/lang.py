@@ -60,6 +60,21 @@ def detect(text: str) -> str:
     return "zh-hant" if to_simplified(han) != han else "zh"
 
 
+_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
+
+
+def supported(text: str) -> bool:
+    """True for text written in English or Chinese: it has Latin letters or Han characters, and they outnumber
+    the letters of every other script (Cyrillic, Arabic, Hangul, kana…). Emoji- or punctuation-only text is not."""
+    ours = len(_HAN.findall(text)) + len(_LATIN.findall(text))
+    if not ours:
+        return False
+    if _KANA_HANGUL.search(text):  # Japanese or Korean, even when written with some Han characters
+        return False
+    others = sum(1 for c in text if c.isalpha() and not _HAN.match(c) and not _LATIN.match(c))
+    return ours > others
+
+
 def base(language: str) -> str:
     """Collapse a detected language to its script-independent base: "zh-hant" → "zh"."""
     return "zh" if language.startswith("zh") else language

@@ -340,3 +340,33 @@ def paired_delta(
         return math.nan, math.nan, math.nan
     low, high = bootstrap_ci(diffs.tolist(), n_resamples=n_resamples, alpha=alpha, seed=seed)
     return float(diffs.mean()), low, high
+
+
+def reliability(confidence: Sequence[float], correct: Sequence[float], bins: int = 10) -> list[dict[str, float]]:
+    """Reliability diagram: per equal-width confidence bin, its count, mean confidence and share correct."""
+    conf = np.asarray(confidence, np.float64)
+    ok = np.asarray(correct, np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = which == b
+        out.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(m.sum()),
+                "confidence": float(conf[m].mean()) if m.any() else float("nan"),
+                "accuracy": float(ok[m].mean()) if m.any() else float("nan"),
+            }
+        )
+    return out
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[float], bins: int = 10) -> float:
+    """Count-weighted mean gap between confidence and accuracy over the reliability bins (0 = calibrated)."""
+    table = reliability(confidence, correct, bins)
+    n = sum(b["count"] for b in table)
+    if not n:
+        return float("nan")
+    return float(sum(b["count"] * abs(b["confidence"] - b["accuracy"]) for b in table if b["count"]) / n)

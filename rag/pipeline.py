@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from rag import embcache, lang
-from rag.answer import AnswerSettings, compose
+from rag.answer import UNSUPPORTED, AnswerSettings, compose
+from rag.answer_model import load as load_answer_model
 from rag.chunk import BLOCK, ChunkSettings, chunk, split_sentences
 from rag.clean import clean
 from rag.embcache import EmbeddingCache
@@ -122,29 +123,6 @@ def decode_question(question: str) -> str:
     return _CONTROL.sub(" ", question)
 
 
-UNSUPPORTED_LANGUAGE = (
-    "The newsletters don't say: please ask in English or Chinese. / 新闻简报中没有提到这一点：请用中文或英文提问。"
-)
-_KANA_HANGUL = re.compile("[\u3040-\u30ff\u31f0-\u31ff\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
-
-
-def answerable_language(question: str) -> bool:
-    """True when a question is in English or Chinese: it has Latin letters or Han characters, more of them
-    than letters of other scripts, and no Japanese kana or Korean hangul. Emoji or punctuation alone: False.
-    """
-    if _KANA_HANGUL.search(question):
-        return False
-    ours = other = 0
-    for ch in question:
-        if not ch.isalpha():
-            continue
-        if ch.isascii() or "\u00c0" <= ch <= "\u024f" or lang.han_ratio(ch):
-            ours += 1
-        else:
-            other += 1
-    return ours > 0 and ours >= other
-
-
 _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # all but U+DC80–U+DCFF (escaped bytes)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -169,6 +147,7 @@ class Pipeline:
     def warm_up(self) -> None:
         """Load every model and the index now, so the first question is as fast as the rest."""
         index = self.index()
+        self.answer_settings()  # the answer model
         self._query_vectors("warm up", "en")  # every model, and the thread that runs them side by side
         if index.lexical is not None:
             index.lexical.search("warm up 预热", k=1)
@@ -475,7 +454,7 @@ class Pipeline:
         old_vectors: np.ndarray | None,
         progress: Progress,
         stage: str,
-        batch: int = 32,
+        batch: int = 128,  # big enough for e5 to sort by length and fill both cores
         cache: EmbeddingCache | None = None,
     ) -> np.ndarray:
         """Vectors for `texts`: rows of unchanged documents copied, texts an interrupted ingest finished read
@@ -537,8 +516,8 @@ class Pipeline:
         t = time.perf_counter()
         q = self.check_question(question)
         language = lang.detect(q)
-        if not answerable_language(q):  # Russian, Japanese, emoji only…: the newsletters are in en and zh
-            return Answer(question=q, language=language, abstained=True, answer=UNSUPPORTED_LANGUAGE)
+        if not lang.supported(q):
+            return Answer(question=q, language=language, abstained=True, answer=UNSUPPORTED)
         index = self.index()
         timings["load"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
@@ -577,8 +556,13 @@ class Pipeline:
         return FusionSettings(weights=s.weights, candidates=s.candidates, rerank=s.rerank)
 
     def answer_settings(self) -> AnswerSettings:
+        s = self.settings
         return AnswerSettings(
-            threshold=self.settings.abstain_threshold, max_sentences=self.settings.max_answer_sentences
+            model=load_answer_model(Path(s.answer_model)) if s.answer_model else load_answer_model(),
+            abstain=s.abstain_threshold,
+            confident=s.confident_threshold,
+            max_sentences=s.max_answer_sentences,
+            margin=s.answer_margin,
         )
 
 

@@ -314,6 +314,8 @@ def score_question(pipe: Pipeline, question: Question, gold: Gold) -> dict[str, 
     same = detected == "zh-hant" if question.language == "zh-hant" else base(detected) == base(question.language)
     row.update(
         abstained=answer.abstained,
+        confidence=answer.confidence,
+        verdict=answer.verdict,
         answer=answer.answer,
         answer_language=detected,
         language_match=float(same),
@@ -380,6 +382,7 @@ def evaluate(
             "embedders": list(settings.embedders),
             "lexical": settings.lexical,
             "models": describe_models(settings),
+            "answer_model": answer_model_record(pipe),
             "index_build": {
                 "documents": len(documents),
                 "chunks": build.chunks,
@@ -436,6 +439,20 @@ def settings_dict(settings: Settings) -> dict[str, Any]:
             value = dict(value)
         out[f.name] = value
     return out
+
+
+def answer_model_record(pipe: Pipeline) -> dict[str, Any]:
+    """Which answer model answered: version, the hashes of its training data, its thresholds as applied."""
+    answer = pipe.answer_settings()
+    meta = answer.model.meta
+    return {
+        "path": pipe.settings.answer_model or "rag/models/answer.json",
+        "version": meta.get("version", ""),
+        "trained": meta.get("trained", ""),
+        "data": meta.get("data", {}),
+        "abstain_below": answer.abstain_below,
+        "confident_from": answer.confident_from,
+    }
 
 
 def describe_models(settings: Settings) -> str:
@@ -690,9 +707,59 @@ def build_result(
                 ],
                 "rows": worst_rows,
             },
+            decision_table(rows[first], first),
+            reliability_table(rows[first], first),
             {"title": "Settings", "columns": ["setting", *(c.name for c in configs)], "rows": settings_rows},
         ],
         "rows": [{"system": name, **r} for name, rs in rows.items() for r in rs],
+    }
+
+
+def _right(row: Mapping[str, Any]) -> bool:
+    """Abstaining on an unanswerable question, or citing a gold sentence for an answerable one."""
+    if row["abstained"]:
+        return bool(row["unanswerable"])
+    return not row["unanswerable"] and (row.get("citation_precision") or 0.0) > 0
+
+
+def decision_table(rows: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:
+    """Per slice: how often the answer stage answers, shows the closest passages, or abstains, and how often
+    each call is right (abstaining on an unanswerable question; citing a gold sentence otherwise)."""
+    out = []
+    for slice_name, mine in slice_rows(rows).items():
+        cells: list[Any] = [slice_name]
+        for verdict in ("answer", "closest", "abstain"):
+            chosen = [r for r in mine if r.get("verdict", "abstain" if r["abstained"] else "answer") == verdict]
+            right = sum(_right(r) for r in chosen)
+            cells.append(f"{len(chosen)} ({right} right)" if chosen else "0")
+        out.append(cells)
+    return {
+        "title": f"Decisions per slice (configuration {name!r}): answer, closest passages, abstain",
+        "columns": ["slice", "answer", "closest", "abstain"],
+        "rows": out,
+    }
+
+
+def reliability_table(rows: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:
+    """Reliability diagram of the confidence against "the question is answerable", with its ECE."""
+    from rag.metrics import expected_calibration_error, reliability
+
+    conf = [float(r.get("confidence", 0.0)) for r in rows]
+    answerable = [float(not r["unanswerable"]) for r in rows]
+    bins = reliability(conf, answerable, bins=5)
+    ece = expected_calibration_error(conf, answerable, bins=5)
+    return {
+        "title": f"Reliability of the confidence (configuration {name!r}): expected calibration error {ece:.3f}",
+        "columns": ["confidence bin", "questions", "mean confidence", "share answerable"],
+        "rows": [
+            [
+                f"{b['low']:.1f}–{b['high']:.1f}",
+                b["count"],
+                "–" if not b["count"] else f"{b['confidence']:.2f}",
+                "–" if not b["count"] else f"{b['accuracy']:.2f}",
+            ]
+            for b in bins
+        ],
     }
 
 

@@ -55,6 +55,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "welcome": "Ask a question about the newsletters. Answers cite their sources: click a marker "
         "such as [1] to see the quoted sentence in its passage.",
         "abstained": "Not in the newsletters",
+        "closest": "Closest passages — they may not answer the question",
+        "quoted_in": "Quoted from the {language} edition; see the sources for the sentence in your language.",
+        "confidence": "Confidence",
+        "aligned": "In the {language} edition",
         "feedback_prompt": "Was this answer helpful?",
         "thumbs_up": "👍 Helpful",
         "thumbs_down": "👎 Not helpful",
@@ -128,6 +132,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "thinking": "正在检索新闻简报…",
         "welcome": "请就新闻简报提问。回答会注明出处：点击 [1] 等标记即可查看所引用的句子及其段落。",
         "abstained": "简报中没有提到",
+        "closest": "最相关的段落——未必能回答这个问题",
+        "quoted_in": "引自{language}版本；您所用语言的对应句子见来源卡片。",
+        "confidence": "置信度",
+        "aligned": "{language}版本中的对应句子",
         "feedback_prompt": "这个回答有帮助吗？",
         "thumbs_up": "👍 有帮助",
         "thumbs_down": "👎 没帮助",
@@ -287,8 +295,19 @@ def conversation_html(
             classes = (
                 "qa-msg qa-bot" + (" qa-abstain" if answer.abstained else "") + (" streaming" if streaming else "")
             )
-            label = escape(t(ui_lang, "abstained")) if answer.abstained else ""
-            badge = f'<div class="qa-abstain-label">ⓘ {label}</div>' if answer.abstained else ""
+            badge = ""
+            if answer.abstained:
+                badge = f'<div class="qa-abstain-label">ⓘ {escape(t(ui_lang, "abstained"))}</div>'
+            elif answer.verdict == "closest":
+                badge = f'<div class="qa-abstain-label qa-closest">ⓘ {escape(t(ui_lang, "closest"))}</div>'
+            foreign = sorted({c.language for c in answer.citations if base(c.language) != base(answer.language)})
+            if foreign and not streaming:
+                names = "、".join(language_name(x, ui_lang) for x in foreign)
+                badge += f'<div class="qa-confidence">{escape(t(ui_lang, "quoted_in", language=names))}</div>'
+            if answer.confidence and not streaming:
+                badge += (
+                    f'<div class="qa-confidence">{escape(t(ui_lang, "confidence"))} {answer.confidence:.0%}</div>'
+                )
             body = answer_html(text, [c.n for c in answer.citations], i, answer.language)
             parts.append(
                 f'<div class="{classes}" data-turn="{i}">'
@@ -361,6 +380,13 @@ def source_card(
         names = [(titles or {}).get(d, d) for d in c.also_in]
         meta.append((t(ui_lang, "also_in"), " · ".join(names)))
     rows = "".join(f'<div class="meta-item"><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>' for k, v in meta if v)
+    aligned = ""
+    if c.aligned is not None:
+        label = t(ui_lang, "aligned", language=language_name(c.aligned.language, ui_lang))
+        aligned = (
+            f'<div class="source-aligned"><span class="aligned-label">{escape(label)}</span>'
+            f'<q lang="{html_lang(c.aligned.language)}">{escape(c.aligned.quote)}</q></div>'
+        )
     return (
         f'<article class="source-card" id="cite-{c.n}" data-n="{c.n}" data-turn="{turn}" '
         f'data-doc="{escape(c.doc_id)}">'
@@ -368,7 +394,7 @@ def source_card(
         f'<span class="source-title">{escape(c.title)}</span></header>'
         f'<dl class="source-meta">{rows}</dl>'
         f'<blockquote class="source-passage" lang="{html_lang(c.language)}">'
-        f"{highlight(passage, a, b)}</blockquote>"
+        f"{highlight(passage, a, b)}</blockquote>{aligned}"
         f'<footer><span class="doc-id">{escape(c.doc_id)} · {c.start}–{c.end}</span>'
         f'<button type="button" class="open-doc" data-n="{c.n}" data-turn="{turn}">'
         f"{escape(t(ui_lang, 'open_doc'))} ↗</button></footer>"
@@ -562,6 +588,9 @@ STYLE = """
 .qa-turn.current .qa-bot .qa-bubble { border-color: var(--color-accent-soft);
   box-shadow: 0 1px 3px rgba(15,23,42,.08); }
 .qa-abstain .qa-bubble { border-style: dashed; }
+.qa-confidence { font-size: .72rem; color: var(--body-text-color-subdued); margin-bottom: .25rem; }
+.source-aligned { margin: .4rem 0; padding: .3rem .5rem; border-left: 3px solid var(--color-accent-soft); }
+.source-aligned .aligned-label { display: block; font-size: .72rem; color: var(--body-text-color-subdued); }
 .qa-abstain-label { font-size: .78rem; font-weight: 600; color: var(--body-text-color-subdued);
   margin-bottom: 3px; }
 a.cite-marker { font-weight: 600; text-decoration: none; color: var(--color-accent);

@@ -35,9 +35,10 @@ class Filters:
     date_to: str = ""
     section: str = ""  # case-insensitive substring of the section name
     doc_ids: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()  # doc_ids left out
 
     def __bool__(self) -> bool:
-        return any((self.language, self.issue, self.date_from, self.date_to, self.section, self.doc_ids))
+        return any((self.language, self.issue, self.date_from, self.date_to, self.section, self.doc_ids, self.exclude))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ def allowed_rows(index: Index, filters: Filters) -> np.ndarray | None:
 
 
 def _doc_passes(meta, language: str, doc_id: str, f: Filters) -> bool:  # type: ignore[no-untyped-def]
-    if f.doc_ids and doc_id not in f.doc_ids:
+    if (f.doc_ids and doc_id not in f.doc_ids) or doc_id in f.exclude:
         return False
     if f.language and base(f.language) != base(language):
         return False

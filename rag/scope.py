@@ -21,15 +21,9 @@ from rag.lang import to_simplified
 
 # Capitalised runs ("World Cup", "Paris", "MMSP II"), joined by spaces or hyphens.
 _EN_NAME = re.compile(r"[A-Z][A-Za-z0-9]*(?:[ -](?:[A-Z][A-Za-z0-9]*|I{1,3}|IV|V))*")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|[\"“(]\s*)$")
 _HAN = re.compile(r"[\u3400-\u9fff·]+")
 _LATIN_WORD = re.compile(r"[a-z0-9]+")
-# Words that open a question capitalised, and nationality adjectives ("Korean", "Spanish"): not names of things.
-_OPENER_WORDS = (
-    "what who whom whose where when which why how is are was were do does did can could will would should shall"
-    " may might has have had tell please name list give show explain describe the a an in on at of for i"
-)
-_OPENERS = frozenset(_OPENER_WORDS.split())
-_DEMONYM = re.compile(r"(?:ish|ese|ian|ean|an|ic|i)$")
 _PROPER_TAGS = ("nr", "ns", "nt", "nz")
 _COMMON_ZIPF = 5.5  # "city", "world", "public": too common to show that a name is mentioned
 
@@ -71,15 +65,23 @@ class Corpus:
 
 
 def english_names(question: str) -> list[str]:
-    """Capitalised runs, without question openers and nationality adjectives."""
+    """Capitalised runs that read as names.
+
+    English capitalises names, and the first word of every sentence. A run opening a sentence is a name only
+    when CC-CEDICT writes its word capitalised only ("Japan", not "Outline" or "Briefly"); a longer opening run
+    loses its first word when that is a function word ("Which EU countries" → "EU").
+    """
+    from rag.lexical import EN_STOPWORDS
+
     out = []
     for m in _EN_NAME.finditer(question):
         words = m.group().replace("-", " ").split()
-        while words and words[0].lower() in _OPENERS:
-            words = words[1:]
-        if not words:
-            continue
-        if len(words) == 1 and (len(words[0]) < 3 or (_DEMONYM.search(words[0].lower()) and len(words[0]) > 4)):
+        if _SENTENCE_START.search(question[: m.start()]):
+            if len(words) == 1 and not cedict.is_proper_en(words[0]):
+                continue
+            if words[0].lower() in EN_STOPWORDS:
+                words = words[1:]
+        if not words or (len(words) == 1 and len(words[0]) < 2):
             continue
         out.append(" ".join(words))
     return out
@@ -103,10 +105,18 @@ def _tagged(run: str) -> tuple[tuple[str, str], ...]:
 
 
 def chinese_names(question: str) -> list[str]:
-    """Proper nouns (people, places, organisations, other names) of two or more characters."""
+    """Proper nouns (people, places, organisations, other names) of two or more characters.
+
+    jieba's tagger proposes them; CC-CEDICT confirms: a word it glosses in lower case is a common noun
+    (城市 "city", 国家 "country"), one it glosses only capitalised (杭州, 世界杯) or does not know (毛旭) a name.
+    """
     out = []
     for run in _HAN.findall(to_simplified(question)):
-        out += [w for w, flag in _tagged(run) if flag.startswith(_PROPER_TAGS) and len(w) >= 2]
+        out += [
+            w
+            for w, flag in _tagged(run)
+            if flag.startswith(_PROPER_TAGS) and len(w) >= 2 and (cedict.is_proper_zh(w) or not cedict.has(w))
+        ]
     return out
 
 
@@ -154,7 +164,7 @@ def content_words(question: str) -> list[str]:
     characters, question words and stopwords left out."""
     from rag.lexical import EN_STOPWORDS, ZH_STOPWORDS
 
-    out = [w for w in re.findall(r"[a-z]{3,}", question.lower()) if w not in EN_STOPWORDS and w not in _OPENERS]
+    out = [w for w in re.findall(r"[a-z]{3,}", question.lower()) if w not in EN_STOPWORDS]
     for run in _HAN.findall(to_simplified(question)):
         out += [w for w, _flag in _tagged(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
     return list(dict.fromkeys(out))

@@ -32,7 +32,10 @@ class Settings:
     k: int = 5
     candidates: int = 40  # per channel, before fusion
     rerank: bool = True
-    abstain_threshold: float = 0.8
+    answer_model: str = ""  # the answer model's JSON file; "" = the one shipped in the package
+    abstain_threshold: float = -1.0  # abstain below this confidence; < 0 = the model's own, chosen on dev
+    confident_threshold: float = -1.0  # below this, answers are "closest passages"; < 0 = the model's own
+    answer_margin: float = 1.0  # quote further sentences whose logit is within this of the best one
     max_answer_sentences: int = 3
     max_question_chars: int = 2000
     admin_password: str = ""

@@ -120,6 +120,27 @@ class Index:
             self.chunk_sentences = _map_chunk_sentences(self.chunks, self.sentences)
 
     @cached_property
+    def chunk_rows(self) -> dict[str, int]:
+        """Chunk id → row, built once per opened index."""
+        return {c.chunk_id: i for i, c in enumerate(self.chunks)}
+
+    @cached_property
+    def doc_sentence_rows(self) -> dict[str, list[int]]:
+        """Document id → its sentence rows, in text order."""
+        out: dict[str, list[int]] = {}
+        for row, (doc_id, _s, _e) in enumerate(self.sentences):
+            out.setdefault(doc_id, []).append(row)
+        return out
+
+    @cached_property
+    def editions(self) -> dict[str, list[str]]:
+        """Edition key (`meta.edition_of`, else title and issue) → the ids of the documents sharing it."""
+        out: dict[str, list[str]] = {}
+        for doc_id, d in self.documents.items():
+            out.setdefault(d.meta.edition_of or f"{d.meta.title}|{d.meta.issue}", []).append(doc_id)
+        return out
+
+    @cached_property
     def corpus(self) -> Corpus:
         """All documents' text, for checking whether a question names something the newsletters mention."""
         return Corpus.of((d.text, d.language) for d in self.documents.values())
@@ -496,6 +517,7 @@ def _doc_to_json(d: Document) -> dict[str, Any]:
         "meta": asdict(d.meta),
         "sections": [asdict(s) for s in d.sections],
         "text": d.text,
+        "links": [list(link) for link in d.links],
     }
 
 
@@ -508,6 +530,7 @@ def _doc_from_json(j: dict[str, Any]) -> Document:
         sections=tuple(Section(**s) for s in j["sections"]),
         content_hash=j["content_hash"],
         path=j.get("path", ""),
+        links=tuple((str(text), str(url)) for text, url in j.get("links", ())),
     )
 
 

@@ -28,6 +28,7 @@ class RawDocument:
     meta: Meta
     fmt: str  # "txt", "md", "html", "pdf", "docx"
     encoding: str = "utf-8"
+    links: tuple[tuple[str, str], ...] = ()  # (link text, target) of Markdown / HTML links, in reading order
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Document:
     sections: tuple[Section, ...] = ()
     content_hash: str = ""
     path: str = ""
+    links: tuple[tuple[str, str], ...] = ()  # (link text, target): the targets are not in `text`
 
     def section_at(self, offset: int) -> Section | None:
         """The section containing `offset`, or None."""
@@ -103,6 +105,29 @@ class Citation:
     language: str = ""
     passage_start: int = 0
     also_in: tuple[str, ...] = ()
+    aligned: Aligned | None = None  # the same sentence in the question's language, from another edition
+
+
+@dataclass(frozen=True, slots=True)
+class Aligned:
+    """A cited sentence's counterpart in another edition of the same issue (in the question's language)."""
+
+    doc_id: str
+    quote: str
+    start: int
+    end: int
+    language: str
+    similarity: float
+
+    def to_dict(self) -> dict:
+        return {
+            "doc_id": self.doc_id,
+            "quote": self.quote,
+            "start": self.start,
+            "end": self.end,
+            "language": self.language,
+            "similarity": round(self.similarity, 4),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +140,8 @@ class Answer:
     answer: str
     citations: tuple[Citation, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
+    confidence: float = 0.0  # calibrated probability that the cited passages answer the question
+    verdict: str = "abstain"  # "answer", "closest" (shown, but possibly not answering) or "abstain"
 
     def to_dict(self) -> dict:
         """The stable JSON contract shared by CLI, UI and HTTP API."""
@@ -122,6 +149,8 @@ class Answer:
             "question": self.question,
             "language": self.language,
             "abstained": self.abstained,
+            "verdict": self.verdict,
+            "confidence": round(self.confidence, 4),
             "answer": self.answer,
             "citations": [
                 {
@@ -137,6 +166,7 @@ class Answer:
                     "score": round(c.score, 4),
                     "language": c.language,
                     "also_in": list(c.also_in),
+                    "aligned": None if c.aligned is None else c.aligned.to_dict(),
                 }
                 for c in self.citations
             ],

@@ -1,9 +1,10 @@
-"""Answerability checks: does a sentence carry the kind of fact the question asks for?
+"""Answer-type signals: does a sentence carry the kind of fact the question asks for?
 
-Similarity alone cannot tell "How many people attended the Hainan visit?" (unanswered) from "When was the
-Hainan visit?" (answered): both land on the same passage. What the question asks for can: a count needs a
-number that is not part of a date, a date needs a date, a question naming a year needs that year, and a
-question about the *next* event needs a passage that speaks of one.
+Similarity alone cannot tell "How many people attended the visit?" (unanswered) from "When was the visit?"
+(answered): both land on the same passage. What the question asks for can: a count wants a number that is
+not part of a date, a date wants a date, a question naming a year wants that year, a question about the
+*next* event wants a passage that speaks of one. These are signals, never vetoes: `rag.features` turns them
+into features and the answer model, trained on public QA data, weighs them.
 """
 
 from __future__ import annotations
@@ -44,22 +45,14 @@ _PERSON = re.compile(
     r"|司长|局长|部长|处长|主任|大使(?!馆)|总干事|主席|负责人",
 )
 _ORGANISATION = re.compile(
-    r"\b(?:IOM|NIA|MPS|EU|UN|DG HOME|Europol|Eurojust|EMPACT|Organi[sz]ation|Administration|Ministry|Department"
+    r"\b[A-Z]{2,}\b|\b(?:Organi[sz]ation|Administration|Ministry|Department"
     r"|Office|Commission|Embassy|Embassies|Bureau|Service|Council|Institute|Foundation|Association|Court"
     r"|Procuratorate|University|Centre|Center|Delegation|Station|Team)\b"
     r"|组织|管理局|公安部|部门|[厅局司处署]|办公室|委员会|使馆|大学|基金会|中心|协会|法院|检察院|研究所|代表团|总站|团队|欧盟",
 )
-_WHICH = re.compile(r"\b(?i:which)\s+((?:[A-Z][\w-]*\s+){0,3}[a-z][\w-]*)")
-_GENERIC_WORDS = (
-    "kind kinds type types sort sorts part parts place places year years level levels way ways aspect aspects area"
-    " areas day days date dates time times one ones thing things body bodies side sides is are was were did do"
-    " does will has have can"
-    # category nouns: passages name the members ("DG HOME, Europol"), rarely the category ("institutions")
-    " event events institution institutions organisation organisations organization organizations measure"
-    " measures activity activities topic topics issue issues step steps action actions"
-)
-_GENERIC_HEADS = frozenset(_GENERIC_WORDS.split())
-_HOW_MANY = re.compile(r"\bhow many\s+((?:[\w'-]+\s+){1,3})", re.I)
+# An enumeration of three or more items ("Austria, Belgium, Croatia and…", "奥地利、比利时、克罗地亚"):
+# a count can be read off it.
+_LIST = re.compile(r"(?:[^,;，、]{2,40}[,，、]\s*){2,}[^,;，、]{2,40}")
 _NEXT_Q = re.compile(r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|下一|下届|下次|接替|继任", re.I)
 _NEXT_A = re.compile(
     r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|\bfuture\b|下一|下届|下次|接替|继任|即将|今后|未来", re.I
@@ -70,7 +63,7 @@ _SERIAL_EN = re.compile(r"\b([A-Za-z]{3,})(?:\s+|\s*[-–]\s*Phase\s+)(IV|IX|V?I
 _SERIAL_ZH = re.compile(r"第?([一二三四五六七八九十]|\d+)期")
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9, "X": 10}
 _HAN_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
-_PHASE = {"mmsp", "phase", "期"}
+_PHASE = {"phase", "期"}
 
 # Question patterns, checked in this order; the first match is the expected answer type.
 _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -91,92 +84,19 @@ _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Need:
-    """What a sentence must contain to answer the question."""
+    """What a sentence should contain to answer the question."""
 
     kind: str = "other"  # money, duration, ordinal, count, date, person, agent, other
-    numbers: tuple[str, ...] = ()  # numbers the question names (years, issue numbers) that the passage must name
+    numbers: tuple[str, ...] = ()  # numbers the question names (years, issue numbers)
     future: bool = False  # the question asks about a next / successor / upcoming event
-    serials: frozenset[tuple[str, int]] = frozenset()  # numbered series the question names ("MMSP II")
-    head: str = ""  # the thing a "which X" question asks for ("hotel"); the passage must speak of one
-    counted: str = ""  # what an English "how many X" question counts ("embassies")
+    serials: frozenset[tuple[str, int]] = frozenset()  # numbered series the question names ("Phase II")
 
 
 def need(question: str) -> Need:
     """Read what kind of fact a question asks for."""
     q = to_simplified(question)
     kind = next((name for name, pattern in _TYPES if pattern.search(q)), "other")
-    numbers = tuple(re.findall(r"\d+", q))
-    return Need(
-        kind=kind,
-        numbers=numbers,
-        future=bool(_NEXT_Q.search(q)),
-        serials=serials(q),
-        head=which_head(q),
-        counted=counted_noun(q) if kind == "count" else "",
-    )
-
-
-def counted_noun(question: str) -> str:
-    """What an English count question counts: the last word of "how many X" before its verb, possessives
-    resolved ("How many countries' embassies were…" → "embassies"; "How many Chinese officials…" → "officials")."""
-    m = _HOW_MANY.search(question)
-    if m is None:
-        return ""
-    words = m.group(1).split()
-    noun = ""
-    for w in words:
-        if w[0].isupper():
-            continue
-        noun = w
-        if not w.endswith("'"):
-            break
-    return noun.rstrip("'").lower()
-
-
-def names_a_list_of(counted: str, sentence: str) -> bool:
-    """True when the sentence names three or more of what is counted in a list attached to the noun:
-    "the Embassies of Austria, Belgium, Croatia…", "奥地利、比利时、克罗地亚…大使馆". A count can be read off it."""
-    if not counted:
-        return False
-    from rag.lexical import stem
-
-    en_list = r"(?:of|from|in)\s+(?:the\s+)?[A-Z][\w-]*(?:,\s+(?:and\s+)?(?:the\s+)?[A-Z][\w-]*){2,}"
-    for m in re.finditer(rf"\b([A-Za-z]+)\s+{en_list}", sentence):
-        if stem(m.group(1).lower()) == stem(counted):
-            return True
-    heads = [h for h in chinese_terms(counted) if len(h) >= 2]
-    zh_list = r"(?:[\u4e00-\u9fff]{2,8}、){2,}[\u4e00-\u9fff]{2,8}(?:和[\u4e00-\u9fff]{2,8})?"
-    return any(re.search(zh_list + re.escape(h), to_simplified(sentence)) for h in heads)
-
-
-def which_head(question: str) -> str:
-    """The noun a "which X" question asks about ("In which hotel…" → "hotel"), skipping capitalised modifiers
-    ("Which EU countries" → "countries"); "" for generic nouns (kind, part, place, year…) and other questions."""
-    m = _WHICH.search(question)
-    if m is None:
-        return ""
-    for word in m.group(1).split():
-        if word[0].isupper() or word.isupper():
-            continue  # "Chinese", "EU", "MMSP": a modifier; the noun follows
-        return "" if word.lower() in _GENERIC_HEADS else word.lower()
-    return ""
-
-
-def mentions_head(head: str, passage: str) -> bool:
-    """True when the passage speaks of `head`, in its own words or (Chinese passages) its CC-CEDICT headwords."""
-    from rag.lexical import analyze
-
-    words = set(analyze(passage, "en"))  # each script by its own rules, whatever the language argument says
-    if all(w in words for w in analyze(head, "en")):  # "visa-free" → visa, free
-        return True
-    return any(t in words for t in chinese_terms(head))
-
-
-def chinese_terms(word: str) -> tuple[str, ...]:
-    """The Chinese index terms of an English word through CC-CEDICT ("embassies" → 大使馆 …)."""
-    from rag.lexical import Settings, concepts
-
-    return tuple(t for c in concepts(word, "zh", Settings(), passthrough=False) for t, _w in c)
+    return Need(kind=kind, numbers=tuple(re.findall(r"\d+", q)), future=bool(_NEXT_Q.search(q)), serials=serials(q))
 
 
 def serials(text: str) -> frozenset[tuple[str, int]]:
@@ -198,31 +118,48 @@ def _counts(text: str) -> list[str]:
     return _COUNT.findall(text)
 
 
-def satisfies(n: Need, sentence: str, passage: str) -> bool:
-    """True when `sentence` (read within its `passage`) can answer a question with need `n`."""
+def carries(kind: str, sentence: str) -> bool:
+    """True when the sentence holds a fact of the kind: a date for "date", a count for "count", …"""
     s = to_simplified(sentence)
-    if n.kind == "money" and not _MONEY.search(s):
-        return False
-    if n.kind == "duration" and not _DURATION.search(s):
-        return False
-    if n.kind == "count" and not (_counts(s) or names_a_list_of(n.counted, sentence)):
-        return False
-    if n.kind == "ordinal" and not (_ORDINAL.search(s) or _counts(s)):
-        return False
-    if n.kind == "date" and not _DATE.search(s):
-        return False
-    if n.kind == "person" and not _PERSON.search(s):
-        return False
-    if n.kind == "agent" and not (_PERSON.search(s) or _ORGANISATION.search(s)):
-        return False
-    if n.future and not _NEXT_A.search(to_simplified(passage)):
-        return False
-    if n.head and not mentions_head(n.head, passage):
-        return False
+    checks = {
+        "money": lambda: bool(_MONEY.search(s)),
+        "duration": lambda: bool(_DURATION.search(s)),
+        "count": lambda: bool(_counts(s) or _LIST.search(s)),
+        "ordinal": lambda: bool(_ORDINAL.search(s) or _counts(s)),
+        "date": lambda: bool(_DATE.search(s)),
+        "person": lambda: bool(_PERSON.search(s)),
+        "agent": lambda: bool(_PERSON.search(s) or _ORGANISATION.search(s)),
+    }
+    check = checks.get(kind)
+    return True if check is None else check()
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """How well one sentence (read within its passage) fits what the question asks for; 0/1 or a share."""
+
+    type_ok: float  # the question asks for a kind of fact and the sentence carries one
+    type_missing: float  # the question asks for a kind of fact and the sentence carries none
+    numbers_missing: float  # share of the question's numbers the passage does not name
+    future_missing: float  # a question about a next event, a passage that speaks of none
+    serial_conflict: float  # the sentence speaks only of another number of a series the question names
+
+
+def signals(n: Need, sentence: str, passage: str) -> Signals:
+    """The answer-type signals of `sentence` for a question with need `n`."""
+    typed = n.kind != "other"
+    ok = typed and carries(n.kind, sentence)
+    conflict = False
     if n.serials:
-        named = serials(s)
+        named = serials(to_simplified(sentence))
         for series, number in n.serials:
             others = {v for k, v in named if k == series}
-            if others and number not in others:
-                return False  # speaks of another phase of the series only
-    return all(num in passage for num in n.numbers)
+            conflict = conflict or bool(others and number not in others)
+    missing = [num for num in n.numbers if num not in passage]
+    return Signals(
+        type_ok=float(ok),
+        type_missing=float(typed and not ok),
+        numbers_missing=len(missing) / len(n.numbers) if n.numbers else 0.0,
+        future_missing=float(n.future and not _NEXT_A.search(to_simplified(passage))),
+        serial_conflict=float(conflict),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -12,11 +13,13 @@ import pytest
 
 from rag.clean import clean
 from rag.ingest import discover, read_many
-from rag.lang import detect
+from rag.lang import base as lang_base
+from rag.lang import detect, to_simplified
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT / "eval" / "datasets"
-DEV, HELDOUT = "mmsp-dev", "mmsp-heldout"
+DEV, HELDOUT, PARAPHRASE = "mmsp-dev", "mmsp-heldout", "mmsp-paraphrase"
+ALL = [DEV, HELDOUT, PARAPHRASE]
 LANGUAGES = {"en", "zh", "zh-hant"}
 FIELDS = {"id": str, "language": str, "question": str, "evidence": list, "answer": str, "unanswerable": bool}
 ZH_EDITION = ".zh"  # doc_id suffix of the Chinese edition
@@ -50,7 +53,7 @@ def editions(record: dict[str, Any]) -> frozenset[str]:
     return frozenset(edition(e["doc_id"]) for e in record["evidence"])
 
 
-@pytest.mark.parametrize("name", [DEV, HELDOUT])
+@pytest.mark.parametrize("name", ALL)
 def test_dataset_json(name: str) -> None:
     m = meta(name)
     assert m["name"] == name
@@ -60,7 +63,7 @@ def test_dataset_json(name: str) -> None:
     assert folder == (ROOT / "data" / "newsletters").resolve()
 
 
-@pytest.mark.parametrize("name", [DEV, HELDOUT])
+@pytest.mark.parametrize("name", ALL)
 def test_fields_and_types(name: str) -> None:
     for r in load(name):
         assert set(r) >= set(FIELDS), r.get("id")
@@ -75,27 +78,30 @@ def test_fields_and_types(name: str) -> None:
         assert len({(e["doc_id"], e["quote"]) for e in r["evidence"]}) == len(r["evidence"]), r["id"]
 
 
-@pytest.mark.parametrize("name", [DEV, HELDOUT])
+@pytest.mark.parametrize("name", ALL)
 def test_unique_ids_and_prefixes(name: str) -> None:
     records = load(name)
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids))
     prefix = {"en": "en-", "zh": "zh-", "zh-hant": "zht-"}
     for r in records:
+        if name == PARAPHRASE:  # pp-<dev id><a|b|c>: a Traditional rewording of zh-012 is pp-zh-012c
+            assert re.fullmatch(rf"pp-{re.escape(r['paraphrase_of'])}[abc]", r["id"]), r["id"]
+            continue
         expected = ("ho-" if name == HELDOUT else "") + prefix[r["language"]]
         assert r["id"].startswith(expected), r["id"]
     questions = [r["question"] for r in records]
     assert len(questions) == len(set(questions)), "duplicate question text"
 
 
-@pytest.mark.parametrize("name", [DEV, HELDOUT])
+@pytest.mark.parametrize("name", ALL)
 def test_unanswerable_iff_no_evidence(name: str) -> None:
     for r in load(name):
         assert r["unanswerable"] == (not r["evidence"]), r["id"]
         assert (r["answer"] == "") == r["unanswerable"], r["id"]
 
 
-@pytest.mark.parametrize("name", [DEV, HELDOUT])
+@pytest.mark.parametrize("name", ALL)
 def test_quotes_verbatim_in_cleaned_text(name: str) -> None:
     docs = texts(name)
     for r in load(name):
@@ -104,7 +110,7 @@ def test_quotes_verbatim_in_cleaned_text(name: str) -> None:
             assert e["quote"] in docs[e["doc_id"]], (r["id"], e["quote"])
 
 
-@pytest.mark.parametrize("name", [DEV, HELDOUT])
+@pytest.mark.parametrize("name", ALL)
 def test_question_language_matches_detection(name: str) -> None:
     for r in load(name):
         assert detect(r["question"]) == r["language"], (r["id"], r["question"])
@@ -147,3 +153,34 @@ def test_heldout_questions_differ_from_dev() -> None:
     dev = {norm(r["question"]) for r in load(DEV)}
     clashes = [r["id"] for r in load(HELDOUT) if norm(r["question"]) in dev]
     assert not clashes
+
+
+def test_paraphrases_keep_their_originals_evidence_and_answerability() -> None:
+    dev = {r["id"]: r for r in load(DEV)}
+    records = load(PARAPHRASE)
+    originals = Counter(r["paraphrase_of"] for r in records)
+    assert len(originals) == 40 and set(originals.values()) == {3}, originals
+    assert set(originals) <= set(dev), set(originals) - set(dev)
+    assert sum(dev[o]["unanswerable"] for o in originals) >= 8
+    assert {dev[o]["language"] for o in originals} == LANGUAGES
+    for r in records:
+        o = dev[r["paraphrase_of"]]
+        assert r["evidence"] == o["evidence"] and r["unanswerable"] == o["unanswerable"], r["id"]
+        assert to_simplified(r["answer"]) == to_simplified(o["answer"]), r["id"]
+        assert lang_base(r["language"]) == lang_base(o["language"]), r["id"]  # zh <-> zh-hant is a paraphrase
+
+
+def test_paraphrases_differ_from_every_dev_question() -> None:
+    def norm(q: str) -> str:
+        return to_simplified(" ".join(q.casefold().split()))
+
+    dev = {norm(r["question"]) for r in load(DEV)}
+    clashes = [r["id"] for r in load(PARAPHRASE) if norm(r["question"]) in dev]
+    assert not clashes
+
+
+def test_paraphrase_counts() -> None:
+    records = load(PARAPHRASE)
+    langs = Counter(r["language"] for r in records)
+    assert langs == {"en": 54, "zh": 30, "zh-hant": 36}
+    assert Counter(r["language"] for r in records if r["unanswerable"]) == {"en": 9, "zh": 6, "zh-hant": 9}

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rag.answer import UNSUPPORTED
 from rag.embed import HashEmbedder
-from rag.pipeline import UNSUPPORTED_LANGUAGE, Pipeline, QuestionError, answerable_language
+from rag.lang import supported
+from rag.pipeline import Pipeline, QuestionError
 
 ANY_CHAR = st.characters(codec=None, categories=None)  # every code point, lone surrogates included
 OTHER_SCRIPTS = [
@@ -52,7 +54,7 @@ def test_no_exception_escapes_and_the_answer_encodes(pipe: Pipeline, question: s
 @pytest.mark.parametrize("question", OTHER_SCRIPTS)
 def test_other_languages_get_the_polite_abstention(pipe: Pipeline, question: str) -> None:
     answer = pipe.ask(question)
-    assert answer.abstained and answer.answer == UNSUPPORTED_LANGUAGE and not answer.citations
+    assert answer.abstained and answer.answer == UNSUPPORTED and not answer.citations
 
 
 SCRIPTS = [  # Greek, Cyrillic, Armenian, Hebrew, Arabic, Devanagari, Thai, Georgian, kana, hangul
@@ -66,12 +68,12 @@ QUESTION_MARKS = st.sampled_from(["", "?", "？", " ", "!"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(question=st.tuples(st.text(OTHER_LETTER, min_size=3, max_size=30), QUESTION_MARKS).map("".join))
 def test_letters_of_any_other_script_abstain(pipe: Pipeline, question: str) -> None:
-    assert not answerable_language(question)
+    assert not supported(question)
     answer = pipe.ask(question)
-    assert answer.abstained and answer.answer == UNSUPPORTED_LANGUAGE
+    assert answer.abstained and answer.answer == UNSUPPORTED
 
 
 def test_english_and_chinese_questions_still_answer(pipe: Pipeline) -> None:
-    assert answerable_language("Where was the seminar held?") and answerable_language("研讨会在哪里举行？")
-    assert answerable_language("MMSP 项目是什么？") and answerable_language("What does 'спасибо' mean?")
+    assert supported("Where was the seminar held?") and supported("研讨会在哪里举行？")
+    assert supported("MMSP 项目是什么？") and supported("What does 'спасибо' mean?")
     assert not pipe.ask("Where was the Seminar on Migrant Integration held?").abstained

@@ -148,7 +148,7 @@ def test_front_matter_parsed_and_removed(tmp_path: Path) -> None:
         "period: 'May 2022 – June 2023'\nlanguage: en\nauthor: x\n---\n\n# FOREWORD\nBody.\n"
     )
     doc = read(_write(tmp_path / "issue-11.md", md))
-    assert doc.text == "# FOREWORD\nBody.\n"
+    assert doc.text == "# FOREWORD\n\nBody."  # rendered by rag.markup: blocks apart, heading kept for clean
     assert doc.meta == Meta(title="MMSP II Newsletter", issue="11", period="May 2022 – June 2023", language="en")
     assert (doc.doc_id, doc.fmt) == ("issue-11", "md")
 
@@ -179,7 +179,10 @@ def test_bad_sidecar_raises(tmp_path: Path) -> None:
 def test_title_falls_back_to_first_line_then_stem(tmp_path: Path) -> None:
     long_line = "x" * 200
     assert read(_write(tmp_path / "a.txt", f"\n\n  {long_line}  \nmore")).meta.title == "x" * 120
-    assert read(_write(tmp_path / "b.md", "#\nbody")).meta.title == "b"
+    assert read(_write(tmp_path / "b.txt", "#\nbody")).meta.title == "b"
+    assert (
+        read(_write(tmp_path / "c.md", "#\nbody")).meta.title == "body"
+    )  # an empty Markdown heading renders to nothing
 
 
 # --------------------------------------------------------------------------- html

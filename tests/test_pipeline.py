@@ -164,3 +164,17 @@ def test_an_index_of_an_older_format_is_rebuilt_from_its_documents(pipeline, set
     assert sorted(index.documents) == ["news-en", "news-zh"]
     assert json.loads(manifest.read_text("utf-8"))["format_version"] == FORMAT_VERSION
     assert "rebuilding it from the documents it stores" in caplog.text
+
+
+@pytest.mark.parametrize("question", ["🙂🙂🙂", "?!…", "Где прошел семинар?", "セミナーはどこで開催されましたか？", "세미나는 어디?"])
+def test_questions_in_other_languages_get_a_polite_abstention(pipeline, question: str) -> None:
+    answer = pipeline.ask(question)
+    assert answer.abstained and not answer.citations and answer.verdict == "abstain"
+    assert "English or Chinese" in answer.answer and "中文或英文" in answer.answer
+
+
+def test_answers_carry_a_confidence_and_a_verdict(pipeline) -> None:
+    answer = pipeline.ask("Where was the Seminar on Migrant Integration held?")
+    d = answer.to_dict()
+    assert 0.0 <= d["confidence"] <= 1.0 and d["verdict"] in {"answer", "closest"}
+    assert not answer.abstained and "Hangzhou" in answer.answer

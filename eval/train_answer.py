@@ -1,0 +1,435 @@
+"""Train the answer model on public QA data, never on the newsletters; write `rag/models/answer.json`.
+
+    python eval/train_answer.py --data ../shared/data [--dev eval/datasets/mmsp-dev] [--out rag/models/answer.json]
+
+Data (read from `--data`, never copied): XQuAD **dev split** (first 24 articles, English and Chinese editions of
+the same paragraphs), CMRC 2018 dev + trial (Simplified), DRCD dev (Traditional), each subsampled by article
+with a fixed seed. Every paragraph becomes a document of a training index built by the real pipeline (same
+chunker, encoders and BM25), and every question is asked by the real retrieval:
+
+- as is: answerable; the positive is the sentence holding the answer span, the negatives the other candidate
+  sentences of the retrieved passages;
+- with its paragraph removed (the rest of its article stays, so the passages retrieved are near misses):
+  unanswerable, unless a retrieved sentence still contains the answer text (then it is dropped as ambiguous);
+- XQuAD only: with the question's own edition removed, so the answer is in the other language.
+
+The sentence model is a logistic regression over `rag.features.SENTENCE_FEATURES`; the question model one over
+`rag.answer_model.QUESTION_FEATURES`, fed with sentence-model logits cross-fitted on two article folds so it
+learns from honest scores. Held-out figures of each are computed on a third of the articles never fitted on.
+With `--dev`, the abstain and "closest passages" thresholds are chosen on that dataset (the dev set, never a
+held-out one): abstain where abstention F1 is best, "confident" where answered questions cite correctly at
+least 90% of the time. Deterministic (fixed seeds, Newton's method); about 6 minutes on 2 cores the first time,
+seconds afterwards (indexes are cached under eval/out/answer-train/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from rag import lang
+from rag.answer_model import QUESTION_FEATURES, AnswerModel, Logistic, Thresholds, question_features, sigmoid
+from rag.chunk import units
+from rag.features import SENTENCE_FEATURES, candidates
+from rag.pipeline import Pipeline
+from rag.retrieve import Filters, search
+from rag.settings import PROJECT_ROOT, load_settings
+from rag.types import Document, Meta
+
+SEED = 11
+K = 5  # passages per question, as the pipeline's default `k`
+L2 = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One training question: where its answer is, per edition."""
+
+    qid: str
+    source: str
+    group: str  # article: the unit of folds and of held-out splits
+    question: str
+    language: str
+    gold: dict[str, tuple[int, str]]  # doc_id → (answer start, answer text) in that edition
+    own_doc: str  # the edition in the question's language
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    name: str
+    documents: tuple[Document, ...]
+    items: tuple[Item, ...]
+
+
+# ---------------------------------------------------------------- data
+
+
+def _doc(doc_id: str, text: str, language: str, title: str, edition: str = "") -> Document:
+    meta = Meta(title=title, issue=doc_id, language=language, edition_of=edition)
+    digest = hashlib.sha256(json.dumps([doc_id, text, language, edition], ensure_ascii=False).encode()).hexdigest()
+    return Document(doc_id=doc_id, text=text, meta=meta, language=lang.base(language), content_hash=digest)
+
+
+def xquad_corpus(folder: Path, rng: random.Random, per_language: int) -> Corpus:
+    """XQuAD dev split: both editions of each paragraph, paired by `edition_of`; questions in both languages."""
+    from rag.xquad import load
+
+    split = load(folder, "dev")
+    answers = {
+        (language, qa["id"]): qa["answers"][0]["text"]
+        for language in ("en", "zh")
+        for a in json.loads((folder / f"xquad.{language}.json").read_text("utf-8"))["data"]
+        for p in a["paragraphs"]
+        for qa in p["qas"]
+    }
+    docs = tuple(
+        _doc(f"xq-{p.language}-{p.pid}", p.text, p.language, f"xquad {p.pid.split('/')[0]}", p.pid)
+        for p in split.paragraphs
+    )
+    by_id: dict[str, dict[str, object]] = {}
+    for q in split.questions:
+        by_id.setdefault(q.qid.split("/", 1)[1], {})[q.language] = q
+    items = []
+    for lang_ in ("en", "zh"):
+        chosen = sorted(k for k, v in by_id.items() if lang_ in v and len(v) == 2)
+        rng.shuffle(chosen)
+        for key in sorted(chosen[:per_language]):
+            versions = by_id[key]
+            q = versions[lang_]
+            gold = {}
+            for v in versions.values():
+                doc_id = f"xq-{v.language}-{v.pid}"  # type: ignore[attr-defined]
+                start = v.answer_start  # type: ignore[attr-defined]
+                gold[doc_id] = (start, answers[(v.language, key)])  # type: ignore[attr-defined]
+            items.append(
+                Item(
+                    f"xq-{lang_}-{key}",
+                    "xquad",
+                    q.pid.split("/")[0],  # type: ignore[attr-defined]
+                    q.text,  # type: ignore[attr-defined]
+                    lang_,
+                    gold,
+                    f"xq-{lang_}-{q.pid}",  # type: ignore[attr-defined]
+                )
+            )
+    return Corpus("xquad-dev", docs, tuple(items))
+
+
+def squad_corpus(name: str, files: Sequence[Path], rng: random.Random, paragraphs: int, questions: int) -> Corpus:
+    """A SQuAD-format Chinese set (CMRC 2018, DRCD): a sample of articles, every paragraph a document."""
+    articles = [a for f in files for a in json.loads(f.read_text("utf-8"))["data"]]
+    rng.shuffle(articles)
+    docs: list[Document] = []
+    items: list[Item] = []
+    for a, article in enumerate(articles):
+        if len(docs) >= paragraphs:
+            break
+        group = f"{name}-a{a}"
+        for p, par in enumerate(article["paragraphs"]):
+            text = par["context"]
+            language = lang.detect(text)
+            doc_id = f"{name}-{a}-{p}"
+            docs.append(_doc(doc_id, text, language, f"{name} {article.get('title', a)}"))
+            for qa in par["qas"]:
+                answer = next(
+                    (x for x in qa["answers"] if text[x["answer_start"] : x["answer_start"] + len(x["text"])] == x["text"]),
+                    None,
+                )
+                if answer is None or not answer["text"].strip():
+                    continue
+                question = qa["question"]
+                items.append(
+                    Item(
+                        f"{name}-{qa['id']}",
+                        name,
+                        group,
+                        question,
+                        lang.detect(question),
+                        {doc_id: (answer["answer_start"], answer["text"])},
+                        doc_id,
+                    )
+                )
+    rng.shuffle(items)
+    return Corpus(name, tuple(docs), tuple(sorted(items[:questions], key=lambda i: i.qid)))
+
+
+# ---------------------------------------------------------------- examples
+
+
+@dataclass
+class Scenario:
+    item: Item
+    kind: str  # "full", "removed", "cross"
+    answerable: bool
+    features: np.ndarray  # candidate sentences × SENTENCE_FEATURES
+    labels: np.ndarray  # 1 for a sentence holding the answer
+    top_hit: dict[str, float]
+    asks_type: bool
+
+
+def scenarios(pipe: Pipeline, corpus: Corpus, bar: bool) -> list[Scenario]:
+    """Ask every question of the corpus against its index, as is and with its answer removed."""
+    from tqdm import tqdm
+
+    index = pipe.index()
+    queries = [lang.to_simplified(i.question) if i.language == "zh-hant" else i.question for i in corpus.items]
+    vectors = {name: _encode(e, queries) for name, e in pipe.embedders.items()}
+    out: list[Scenario] = []
+    for n, item in enumerate(tqdm(corpus.items, desc=f"ask {corpus.name}", unit="q", file=sys.stderr, disable=not bar)):
+        qv = {name: v[n] for name, v in vectors.items()}
+        query = queries[n]
+        plans = [("full", (), True), ("removed", tuple(item.gold), False)]
+        if len(item.gold) > 1:
+            plans.append(("cross", (item.own_doc,), True))
+        for kind, removed, answerable in plans:
+            hits = search(index, query, qv, pipe.fusion(), Filters(exclude=removed), K, item.language)
+            found = candidates(index, hits, query, item.language, qv)
+            if not found.items:
+                continue
+            labels = np.zeros(len(found.items))
+            ambiguous = False
+            for j, c in enumerate(found.items):
+                doc_id, a, b = index.sentences[c.row]
+                if doc_id in item.gold:
+                    start, _text = item.gold[doc_id]
+                    labels[j] = float(a <= start < b)
+                elif not answerable:
+                    answer = item.gold[item.own_doc][1]
+                    ambiguous = ambiguous or (len(answer) >= 2 and answer in index.documents[doc_id].text[a:b])
+            if ambiguous:
+                continue
+            out.append(
+                Scenario(item, kind, answerable and labels.any(), found.features, labels, found.top_hit,
+                         found.need.kind != "other")
+            )
+    return out
+
+
+def _encode(embedder, texts: list[str], batch: int = 32) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.concatenate([embedder.encode_queries(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+
+# ---------------------------------------------------------------- fitting
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> Logistic:
+    return Logistic.fit(x, y, tuple(names), L2)
+
+
+def question_matrix(model: Logistic, items: Sequence[Scenario]) -> np.ndarray:
+    rows = []
+    for s in items:
+        logits = model.logit(s.features)
+        rows.append(
+            question_features(logits, s.features, SENTENCE_FEATURES, s.top_hit, s.asks_type, units(s.item.question))
+        )
+    return np.array(rows)
+
+
+def fold_of(group: str, folds: int) -> int:
+    return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
+
+
+def train(examples: list[Scenario]) -> tuple[AnswerModel, dict[str, object]]:
+    """Fit both models on two thirds of the articles, report on the third, then refit on everything."""
+    held = [s for s in examples if fold_of(s.item.group, 3) == 0]
+    fit = [s for s in examples if fold_of(s.item.group, 3) != 0]
+    report = {"held_out": evaluate_models(*_fit_both(fit), held), "examples": _counts(examples)}
+    sentence, question = _fit_both(examples)
+    return AnswerModel(sentence, question, Thresholds(), {}), report
+
+
+def _fit_both(examples: list[Scenario]) -> tuple[Logistic, Logistic]:
+    answerable = [s for s in examples if s.answerable]
+    sentence = _fit_sentences(answerable)
+    # Cross-fitted logits: the question model sees sentence scores of questions the sentence model never saw.
+    qx, qy = [], []
+    for f in range(2):
+        part = _fit_sentences([s for s in answerable if fold_of(s.item.group, 2) != f])
+        mine = [s for s in examples if fold_of(s.item.group, 2) == f]
+        qx.append(question_matrix(part, mine))
+        qy.append(np.array([float(s.answerable) for s in mine]))
+    question = fit_logistic(np.vstack(qx), np.concatenate(qy), QUESTION_FEATURES)
+    return sentence, question
+
+
+def _fit_sentences(items: Sequence[Scenario]) -> Logistic:
+    x = np.vstack([s.features for s in items])
+    y = np.concatenate([s.labels for s in items])
+    return fit_logistic(x, y, SENTENCE_FEATURES)
+
+
+def evaluate_models(sentence: Logistic, question: Logistic, items: list[Scenario]) -> dict[str, float]:
+    """Top-1 sentence accuracy on answerable questions, AUC, accuracy at 0.5 and ECE of the confidence."""
+    answerable = [s for s in items if s.answerable]
+    top1 = np.mean([s.labels[int(np.argmax(sentence.logit(s.features)))] for s in answerable])
+    conf = sigmoid(question.logit(question_matrix(sentence, items)))
+    y = np.array([float(s.answerable) for s in items])
+    from rag.metrics import expected_calibration_error
+
+    return {
+        "questions": len(items),
+        "sentence_top1": round(float(top1), 4),
+        "answerable_auc": round(_auc(conf, y), 4),
+        "accuracy_at_0.5": round(float(np.mean((conf >= 0.5) == (y == 1))), 4),
+        "ece": round(expected_calibration_error(conf, y), 4),
+    }
+
+
+def _auc(score: np.ndarray, y: np.ndarray) -> float:
+    order = np.argsort(score, kind="stable")
+    ranks = np.empty(len(score))
+    ranks[order] = np.arange(1, len(score) + 1)
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _counts(examples: Sequence[Scenario]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in examples:
+        key = f"{s.item.source}/{s.kind}/{'answerable' if s.answerable else 'unanswerable'}"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+# ---------------------------------------------------------------- thresholds on dev
+
+
+def choose_thresholds(rows: Sequence[dict]) -> Thresholds:
+    """Abstain where dev abstention F1 is best; "confident" from where answers cite correctly ≥ 90% of the time."""
+    from rag.metrics import abstention_prf
+
+    conf = np.array([r["confidence"] for r in rows])
+    gold = [bool(r["unanswerable"]) for r in rows]
+    answered_by_rules = np.array([r["never_mentioned"] for r in rows])
+    grid = np.round(np.arange(0.02, 0.99, 0.01), 2)
+    f1 = [abstention_prf(list((conf < t) | answered_by_rules), gold)[2] for t in grid]
+    best = float(grid[int(np.argmax(f1))])
+    correct = np.array([(r.get("citation_precision") or 0.0) > 0 for r in rows])
+    confident = 1.0
+    for t in grid[grid >= best]:
+        keep = (conf >= t) & ~answered_by_rules
+        if keep.sum() >= 5 and correct[keep].mean() >= 0.9:
+            confident = float(t)
+            break
+    return Thresholds(abstain=best, confident=max(best, confident))
+
+
+def dev_rows(pipe_settings, model_path: Path, dataset: Path) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Run the dev dataset with the model at `model_path` and its thresholds at 0 (everything answered)."""
+    from rag.qa_eval import load_dataset, locate, score_question
+
+    ds = load_dataset(dataset)
+    settings = pipe_settings.replace(
+        answer_model=str(model_path), abstain_threshold=0.0, confident_threshold=0.0, corpus=ds.corpus,
+        index_name="train-dev",
+    )
+    pipe = Pipeline(settings)
+    pipe.ingest([ds.corpus], replace_all=True)
+    docs = pipe.index().documents
+    return [score_question(pipe, q, locate(q, docs)) for q in ds.questions]
+
+
+# ---------------------------------------------------------------- main
+
+
+def data_hashes(files: Sequence[Path]) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in files}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "rag" / "models" / "answer.json")
+    parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "eval" / "out" / "answer-train")
+    parser.add_argument("--dev", type=Path, help="dev dataset to choose the thresholds on (never a held-out one)")
+    parser.add_argument("--xquad-questions", type=int, default=300, help="per language")
+    parser.add_argument("--cmrc", type=int, nargs=2, default=(120, 400), metavar=("PARAGRAPHS", "QUESTIONS"))
+    parser.add_argument("--drcd", type=int, nargs=2, default=(120, 400), metavar=("PARAGRAPHS", "QUESTIONS"))
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    files = {
+        "xquad": [args.data / "xquad" / "xquad.en.json", args.data / "xquad" / "xquad.zh.json"],
+        "cmrc": [args.data / "cmrc2018" / "cmrc2018_dev.json", args.data / "cmrc2018" / "cmrc2018_trial.json"],
+        "drcd": [args.data / "drcd" / "DRCD_dev.json"],
+    }
+    missing = [str(f) for fs in files.values() for f in fs if not f.exists()]
+    if missing:
+        print(f"error: missing training data: {', '.join(missing)} (give --data)", file=sys.stderr)
+        return 2
+    corpora = [
+        xquad_corpus(args.data / "xquad", random.Random(SEED), args.xquad_questions),
+        squad_corpus("cmrc", files["cmrc"], random.Random(SEED), *args.cmrc),
+        squad_corpus("drcd", files["drcd"], random.Random(SEED), *args.drcd),
+    ]
+    base = load_settings().replace(index_root=args.cache / "index")
+    shared = Pipeline(base).embedders
+    examples: list[Scenario] = []
+    for corpus in corpora:
+        pipe = Pipeline(base.replace(index_name=f"train-{corpus.name}"), shared)
+        pipe.update(corpus.documents, _progress(not args.quiet, corpus.name), replace_all=True)
+        examples += scenarios(pipe, corpus, not args.quiet)
+    model, report = train(examples)
+    model = replace(
+        model,
+        meta={
+            "version": datetime.now(UTC).strftime("%Y%m%d"),
+            "trained": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data": {name: data_hashes(fs) for name, fs in files.items()},
+            "samples": {c.name: {"documents": len(c.documents), "questions": len(c.items)} for c in corpora},
+            "embedders": list(base.embedders),
+            "k": K,
+            "seed": SEED,
+            **report,
+        },
+    )
+    model.save(args.out)
+    if args.dev:
+        rows = dev_rows(base.replace(index_root=args.cache / "index"), args.out, args.dev)
+        for r in rows:
+            r["never_mentioned"] = r["abstained"]  # with thresholds at 0 only the name rules abstain
+        thresholds = choose_thresholds(rows)
+        model = replace(model, thresholds=thresholds, meta={**model.meta, "thresholds_from": str(args.dev.name)})
+        model.save(args.out)
+    print(json.dumps({"thresholds": vars_of(model.thresholds), **report}, indent=1), file=sys.stderr)
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+def vars_of(t: Thresholds) -> dict[str, float]:
+    return {"abstain": t.abstain, "confident": t.confident}
+
+
+def _progress(show: bool, name: str):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    bars: dict[str, object] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if not show:
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=f"{name}: {stage}", file=sys.stderr, leave=False)
+        bar.total, bar.n = total, done  # type: ignore[attr-defined]
+        bar.refresh()  # type: ignore[attr-defined]
+
+    return update
+
+
+if __name__ == "__main__":
+    sys.exit(main())

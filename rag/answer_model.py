@@ -1,0 +1,189 @@
+"""The learned answer model: which candidate sentence answers, and how sure we are that any does.
+
+Two logistic regressions, trained by `eval/train_answer.py` on public QA data (XQuAD dev split, CMRC 2018,
+DRCD), never on the newsletters:
+
+- the *sentence* model scores each candidate sentence (features: `rag.features.SENTENCE_FEATURES`);
+- the *question* model turns the best sentences' scores and a few question-level facts into the probability
+  that the retrieved passages answer the question at all: the answer's `confidence`.
+
+The model is a small JSON file shipped in the package (`rag/models/answer.json`), with the hashes of the data
+it was trained on and the thresholds chosen on the dev set. Inference is numpy only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_PATH = Path(__file__).resolve().parent / "models" / "answer.json"
+
+QUESTION_FEATURES: tuple[str, ...] = (
+    "best_logit",
+    "second_logit",
+    "best_s_cos_use",
+    "best_s_cos_e5",
+    "best_s_cov",
+    "best_type_missing",
+    "top_p_cos_use",
+    "top_p_cos_e5",
+    "top_p_bm25",
+    "top_p_cov",
+    "asks_type",
+    "q_log_units",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Logistic:
+    """A standardised logistic regression: p = sigmoid(((x - mean) / scale) · coef + intercept).
+
+    A feature that is NaN (a channel this index lacks) is read as its training mean, i.e. it adds nothing.
+    """
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, features: tuple[str, ...], l2: float = 1.0) -> Logistic:
+        """L2-regularised fit by Newton's method on standardised features (NaN = the mean); deterministic."""
+        mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
+        mean = np.where(np.isnan(mean), 0.0, mean)
+        scale = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
+        scale = np.where(~np.isfinite(scale) | (scale < 1e-9), 1.0, scale)
+        a = np.hstack([np.nan_to_num((x - mean) / scale, nan=0.0), np.ones((len(x), 1))])
+        w = np.zeros(a.shape[1])
+        reg = np.full(a.shape[1], l2)
+        reg[-1] = 0.0  # the intercept is not shrunk
+        for _ in range(100):
+            p = sigmoid(a @ w)
+            grad = a.T @ (p - y) + reg * w
+            hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg + 1e-9)
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        return cls(features, mean, scale, w[:-1], float(w[-1]))
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, np.float64) - self.mean) / self.scale
+        return np.nan_to_num(z, nan=0.0) @ self.coef + self.intercept
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "mean": [round(float(v), 6) for v in self.mean],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "coef": [round(float(v), 6) for v in self.coef],
+            "intercept": round(float(self.intercept), 6),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Logistic:
+        return cls(
+            tuple(d["features"]),
+            np.array(d["mean"], np.float64),
+            np.array(d["scale"], np.float64),
+            np.array(d["coef"], np.float64),
+            float(d["intercept"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Confidence cut-offs, chosen on the dev set: below `abstain` the assistant abstains; between it and
+    `confident` it shows the closest passages, labelled as possibly not answering."""
+
+    abstain: float = 0.5
+    confident: float = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerModel:
+    sentence: Logistic
+    question: Logistic
+    thresholds: Thresholds = Thresholds()
+    meta: dict[str, Any] = field(default_factory=dict)  # training data hashes, counts, held-out scores
+
+    def sentence_logits(self, features: np.ndarray) -> np.ndarray:
+        if not len(features):
+            return np.zeros(0)
+        return self.sentence.logit(features)
+
+    def confidence(self, features: np.ndarray) -> float:
+        """Probability that the retrieved passages answer the question (features: QUESTION_FEATURES)."""
+        return float(sigmoid(self.question.logit(features[None, :])[0]))
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sentence": self.sentence.to_json(),
+            "question": self.question.to_json(),
+            "thresholds": {"abstain": self.thresholds.abstain, "confident": self.thresholds.confident},
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AnswerModel:
+        return cls(
+            Logistic.from_json(d["sentence"]),
+            Logistic.from_json(d["question"]),
+            Thresholds(**d.get("thresholds", {})),
+            dict(d.get("meta", {})),
+        )
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", "utf-8")
+        tmp.replace(path)
+
+
+@lru_cache(maxsize=4)
+def load(path: Path = DEFAULT_PATH) -> AnswerModel:
+    """The answer model at `path` (default: the one shipped in the package)."""
+    try:
+        return AnswerModel.from_json(json.loads(Path(path).read_text("utf-8")))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no answer model at {path}; train one with eval/train_answer.py") from None
+
+
+def sigmoid(x: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+
+
+def question_features(
+    logits: np.ndarray, sentence_features: np.ndarray, names: tuple[str, ...], top_hit: dict[str, float],
+    asks_type: bool, question_units: int,
+) -> np.ndarray:
+    """The question model's inputs (QUESTION_FEATURES) from the sentence model's output."""
+    col = {n: i for i, n in enumerate(names)}
+    order = np.argsort(-logits, kind="stable") if len(logits) else np.zeros(0, int)
+    best = sentence_features[order[0]] if len(order) else np.full(len(names), np.nan)
+    values = {
+        "best_logit": float(logits[order[0]]) if len(order) else -10.0,
+        "second_logit": float(logits[order[1]]) if len(order) > 1 else -10.0,
+        "best_s_cos_use": best[col["s_cos_use"]],
+        "best_s_cos_e5": best[col["s_cos_e5"]],
+        "best_s_cov": best[col["s_cov"]] if len(order) else 0.0,
+        "best_type_missing": best[col["type_missing"]] if len(order) else 0.0,
+        "top_p_cos_use": top_hit.get("use", math.nan),
+        "top_p_cos_e5": top_hit.get("e5", math.nan),
+        "top_p_bm25": top_hit.get("bm25", 0.0),
+        "top_p_cov": top_hit.get("cov", 0.0),
+        "asks_type": float(asks_type),
+        "q_log_units": math.log1p(question_units),
+    }
+    return np.array([values[n] for n in QUESTION_FEATURES], np.float64)

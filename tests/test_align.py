@@ -1,0 +1,41 @@
+"""A cited sentence's counterpart in the edition written in the question's language (rag.align)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rag.align import counterpart
+from rag.store import Index, Manifest
+from rag.types import Document, Meta
+
+EN = "The seminar was held in Hangzhou. Thirty experts attended."
+ZH = "三十名专家出席。研讨会在杭州举行。"
+
+
+def _index(zh_edition: str = "issue-1") -> Index:
+    docs = {
+        "en": Document("en", EN, Meta("News", "1", language="en", edition_of="issue-1"), "en"),
+        "zh": Document("zh", ZH, Meta("简报", "1", language="zh", edition_of=zh_edition), "zh"),
+    }
+    sentences = [("en", 0, 33), ("en", 34, 58), ("zh", 0, 8), ("zh", 8, 17)]
+    # sentence 0 says what sentence 3 says, sentence 1 what sentence 2 says
+    v = np.array([[1, 0, 0], [0, 1, 0], [0.1, 0.99, 0], [0.99, 0.1, 0]], np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    manifest = Manifest(embedders=("x",), dims={"x": 3}, lexical=False, chunker={}, documents={})
+    return Index(Path("."), manifest, docs, [], {"x": np.zeros((0, 3), np.float32)}, sentences, {"x": v})
+
+
+def test_counterpart_is_the_most_similar_sentence_of_the_other_edition() -> None:
+    index = _index()
+    a = counterpart(index, 0, "zh")
+    assert a is not None and (a.doc_id, a.quote, a.start, a.end) == ("zh", "研讨会在杭州举行。", 8, 17)
+    assert ZH[a.start : a.end] == a.quote
+    b = counterpart(index, 2, "en")
+    assert b is not None and b.quote == "Thirty experts attended."
+
+
+def test_no_counterpart_without_an_edition_in_that_language() -> None:
+    assert counterpart(_index(zh_edition="another-issue"), 0, "zh") is None
+    assert counterpart(_index(), 0, "en") is None  # the only English edition is the sentence's own

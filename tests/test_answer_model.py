@@ -1,0 +1,52 @@
+"""The learned answer model: fitting, inference with missing channels, the shipped file, calibration metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.answer_model import QUESTION_FEATURES, AnswerModel, Logistic, Thresholds, load, sigmoid
+from rag.features import SENTENCE_FEATURES
+from rag.metrics import expected_calibration_error, reliability
+
+
+def test_fit_separates_and_is_deterministic() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    y = (x[:, 0] - 0.5 * x[:, 1] > 0).astype(float)
+    a = Logistic.fit(x, y, ("a", "b"))
+    b = Logistic.fit(x, y, ("a", "b"))
+    assert np.array_equal(a.coef, b.coef)
+    assert a.coef[0] > 0 > a.coef[1]
+    assert np.mean((a.logit(x) > 0) == (y == 1)) > 0.95
+
+
+def test_a_missing_feature_reads_as_the_training_mean() -> None:
+    m = Logistic(("a", "b"), np.array([1.0, 2.0]), np.array([1.0, 1.0]), np.array([3.0, 5.0]), 0.5)
+    assert m.logit(np.array([[np.nan, 2.0]]))[0] == pytest.approx(0.5)
+    assert m.logit(np.array([[2.0, np.nan]]))[0] == pytest.approx(3.5)
+
+
+def test_json_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lg = Logistic(("a",), np.array([0.0]), np.array([1.0]), np.array([2.0]), -1.0)
+    model = AnswerModel(lg, lg, Thresholds(0.3, 0.6), {"version": "x"})
+    model.save(tmp_path / "m.json")
+    again = load(tmp_path / "m.json")
+    assert again.thresholds == Thresholds(0.3, 0.6) and again.version == "x"
+    assert again.confidence(np.array([0.0])) == pytest.approx(float(sigmoid(-1.0)))
+
+
+def test_the_shipped_model_matches_the_features_and_records_its_data() -> None:
+    model = load()
+    assert model.sentence.features == SENTENCE_FEATURES
+    assert model.question.features == QUESTION_FEATURES
+    assert set(model.meta["data"]) == {"xquad", "cmrc", "drcd"}
+    assert 0 < model.thresholds.abstain <= model.thresholds.confident < 1
+
+
+def test_reliability_and_ece() -> None:
+    bins = reliability([0.05, 0.15, 0.95, 0.95], [0, 0, 1, 0], bins=10)
+    assert [b["count"] for b in bins] == [1, 1, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert bins[9]["accuracy"] == 0.5
+    # |0.05-0| + |0.15-0| + 2·|0.95-0.5|, over 4
+    assert expected_calibration_error([0.05, 0.15, 0.95, 0.95], [0, 0, 1, 0]) == pytest.approx((0.05 + 0.15 + 0.9) / 4)
