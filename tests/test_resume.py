@@ -3,6 +3,7 @@ re-run embeds only what the killed run had not finished (the content-hash checkp
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from rag.settings import Settings
 from rag.store import open_index
 
 ROOT = Path(__file__).resolve().parent.parent
-BATCH = 32  # Pipeline._embed's batch size
+BATCH = inspect.signature(Pipeline._embed).parameters["batch"].default  # texts per embedding batch
 
 INGEST = textwrap.dedent(
     """
@@ -92,7 +93,7 @@ def _corpus(folder: Path) -> Path:
         paras = [
             f"Item {i}.{j}: the seminar number {i} on migration met in city {j}. Experts from {j + 3} member "
             f"states discussed visas, border management and returns in round {i}."
-            for j in range(60)
+            for j in range(2 * BATCH)
         ]
         (folder / f"issue-{i}.txt").write_text(f"NEWSLETTER {i}\n\n" + "\n\n".join(paras) + "\n", "utf-8")
     return folder
@@ -151,7 +152,7 @@ def test_kill_9_during_ingest_then_resume(tmp_path: Path, reference: tuple[int, 
         assert 0 < finished < total and sum(emb.batches) == total - finished  # only what was unfinished
     else:
         assert emb.batches == []  # everything was embedded before the kill: nothing again
-    print(f"\n{point}: {total} texts to embed, re-run embedded {sum(emb.batches)}")
+    print(f"\n{point}: {total} texts to embed in batches of {BATCH}, re-run embedded {sum(emb.batches)}")
     if point == "cleanup":
         assert not report.written
     versions = settings.index_dir / "versions"
