@@ -63,7 +63,7 @@ def read(path: Path, root: Path | None = None, max_bytes: int = MAX_DOCUMENT_BYT
     """Read one supported file into a `RawDocument`; raise `IngestError` saying why when it can't.
 
     The doc_id is `doc_id` from the front matter or sidecar when given, else `doc_id_for(path, root)`.
-    Files (or, for PDF and DOCX, extracted text) over `max_bytes` are refused (setting max_document_mb; README "Command line").
+    Files (or, for PDF and DOCX, extracted text) over `max_bytes` are refused (setting max_document_mb).
     """
     path = Path(path)
     suffix = path.suffix.lower()
