@@ -188,12 +188,13 @@ def scenarios(pipe: Pipeline, corpus: Corpus, bar: bool) -> list[Scenario]:
     for n, item in enumerate(tqdm(corpus.items, desc=f"ask {corpus.name}", unit="q", file=sys.stderr, disable=not bar)):
         qv = {name: v[n] for name, v in vectors.items()}
         query = queries[n]
-        plans = [("full", (), True), ("removed", tuple(item.gold), False)]
+        plans = [("full", (), True), ("removed", tuple(item.gold), False), ("masked", (), False)]
         if len(item.gold) > 1:
             plans.append(("cross", (item.own_doc,), True))
         for kind, removed, answerable in plans:
             hits = search(index, query, qv, pipe.fusion(), Filters(exclude=removed), K, item.language)
-            found = candidates(index, hits, query, item.language, qv)
+            masked = _answer_rows(index, hits, item) if kind == "masked" else frozenset()
+            found = candidates(index, hits, query, item.language, qv, masked)
             if not found.items:
                 continue
             labels = np.zeros(len(found.items))
@@ -213,6 +214,20 @@ def scenarios(pipe: Pipeline, corpus: Corpus, bar: bool) -> list[Scenario]:
                          found.need.kind != "other")
             )
     return out
+
+
+def _answer_rows(index, hits, item: Item) -> frozenset[int]:  # type: ignore[no-untyped-def]
+    """The sentences of the retrieved passages that hold the answer (its span, or its text anywhere): masking
+    them leaves passages on the question's very topic that lack the fact asked for, the hardest near miss."""
+    out = set()
+    answer = item.gold[item.own_doc][1]
+    for hit in hits:
+        for r in index.chunk_sentences[index.chunk_rows[hit.chunk.chunk_id]]:
+            doc_id, a, b = index.sentences[r]
+            start = item.gold.get(doc_id, (-1, ""))[0]
+            if a <= start < b or (len(answer) >= 2 and answer in index.documents[doc_id].text[a:b]):
+                out.add(r)
+    return frozenset(out)
 
 
 def _encode(embedder, texts: list[str], batch: int = 32) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -68,8 +68,9 @@ def candidates(
     query: str,
     language: str,
     query_vectors: Mapping[str, np.ndarray],
+    exclude: frozenset[int] = frozenset(),
 ) -> Candidates:
-    """Every sentence of the retrieved passages once (headings left out), with its features.
+    """Every sentence of the retrieved passages once (headings and `exclude`d rows left out), with its features.
 
     `query` is the question as matched (Traditional converted to Simplified); `language` the question's.
     """
@@ -80,7 +81,7 @@ def candidates(
         doc = index.documents[hit.chunk.doc_id]
         for r in index.chunk_sentences[index.chunk_rows[hit.chunk.chunk_id]]:
             _d, a, b = index.sentences[r]
-            if r in seen or _is_heading(doc.text[a:b], hit):
+            if r in seen or r in exclude or _is_heading(doc.text[a:b], hit):
                 continue
             seen.add(r)
             rows.append(Candidate(r, h))

@@ -5,7 +5,8 @@ respectable score. The name "World Cup", found in no newsletter in either langua
 cannot say. Likewise a question none of whose content words occurs anywhere ("怎么做红烧肉？") is off topic.
 Names are capitalised runs in English and jieba's proper-noun tags in Chinese; a name counts as
 mentioned when it, or its CC-CEDICT translation, occurs in any indexed document. A name the dictionary cannot
-translate, asked of an archive that holds the other language, is given the benefit of the doubt.
+translate is unknown when the archive holds English text that never writes it (editions of one issue name the same
+people), and given the benefit of the doubt in a Chinese-only archive, which may transliterate it.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ class Corpus:
         term = to_simplified(term).lower().strip()
         if not term:
             return True
-        if _LATIN_WORD.fullmatch(term):
-            return self.has_word_starting(term, whole=True)
+        if _LATIN_WORD.fullmatch(term):  # "Korean" is mentioned by "Korea", "Japanese" by "Japan"
+            return self.has_word_starting(term, whole=True) or (
+                len(term) > 5 and self.has_word_starting(term[: max(4, len(term) - 3)])
+            )
         if term.isascii():
             return re.search(rf"(?<![a-z0-9]){re.escape(term)}(?![a-z0-9])", self.text) is not None
         return term in self.text
@@ -129,8 +132,8 @@ def unknown_names(question: str, corpus: Corpus) -> tuple[str, ...]:
         heads = [h for h in cedict.en_to_zh(name, 3) if len(h) >= 2]
         if any(corpus.mentions(h) for h in heads):
             continue
-        if not heads and "zh" in corpus.languages:
-            continue  # an untranslatable name may be written in Chinese only
+        if not heads and "en" not in corpus.languages:
+            continue  # an untranslatable name may be transliterated in a Chinese-only archive
         unknown.append(name)
     for name in chinese_names(question):
         if corpus.mentions(name):

@@ -18,10 +18,14 @@ _MONTHS = "January|February|March|April|May|June|July|August|September|October|N
 _DAYS = r"\d{1,2}(?:\s*(?:-|–|to|and)\s*\d{1,2})?"  # "9-10", "20 to 23"
 _DATE = re.compile(
     rf"\b{_DAYS}\s+(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+{_DAYS}\b"  # "20 to 23 February", "May 9"
-    rf"|\b(?:1[89]\d\d|20\d\d)\b|\b(?:{_MONTHS})\b|\d+\s*[年月日号]|[一二三四五六七八九十]+月"
+    rf"|\b(?:1\d\d\d|20\d\d)s?\b|\b(?:{_MONTHS})\b|\b(?:century|centuries|decade|BC|AD|BCE|CE)\b"
+    r"|\d+\s*[年月日号]|[一二三四五六七八九十]+月|世纪|年代|朝|时期|时代"
 )
+_AMOUNT = r"(?:\d+(?:/\d+)*|a|an|one|two|three|four|five|six|seven|eight|nine|ten|twelve|several|many|few|some)"
 _DURATION = re.compile(
-    r"\d+(?:/\d+)*[- ]?(?:hours?|days?|weeks?|months?|years?)\b|\d+(?:/\d+)*\s*(?:小时|天|日|周|个月|年)"
+    rf"\b{_AMOUNT}[- ]?(?:hours?|days?|weeks?|months?|years?|decades?|centur(?:y|ies))\b"
+    r"|[\d一二三四五六七八九十两几数百]+\s*(?:个)?(?:小时|天|日|周|星期|个月|年|世纪)|\b(?:until|since)\b|直到|至今"
+    , re.I
 )
 _MONEY = re.compile(
     r"€|\bEUR\b|\beuros?\b|\$|\bUSD\b|\bdollars?\b|\bmillion\b|\bbillion\b|万元|亿|欧元|美元|人民币", re.I
@@ -77,7 +81,7 @@ _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"\bwhen\b|what year|which year|what date|which day|何时|什么时候|哪一年|哪年|几月|哪天|哪几年|哪几天", re.I
         ),
     ),
-    ("person", re.compile(r"叫什么名字|什么名字|姓名|\bwhat is the name of\b|\bwhat was the name of\b", re.I)),
+    ("name", re.compile(r"叫什么名字|什么名字|姓名|\bwhat is the name of\b|\bwhat was the name of\b", re.I)),
     ("agent", re.compile(r"^\s*who\b|\bwho\s+(?:is|was|were|are|did|will|has|had)\b|谁|哪位|哪些人", re.I)),
 )
 
@@ -86,7 +90,7 @@ _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 class Need:
     """What a sentence should contain to answer the question."""
 
-    kind: str = "other"  # money, duration, ordinal, count, date, person, agent, other
+    kind: str = "other"  # money, duration, ordinal, count, date, name, agent, other
     numbers: tuple[str, ...] = ()  # numbers the question names (years, issue numbers)
     future: bool = False  # the question asks about a next / successor / upcoming event
     serials: frozenset[tuple[str, int]] = frozenset()  # numbered series the question names ("Phase II")
@@ -118,6 +122,25 @@ def _counts(text: str) -> list[str]:
     return _COUNT.findall(text)
 
 
+_EN_NAME_INSIDE = re.compile(r"(?<=[a-z,;:()] )[A-Z][a-z]+|\b[A-Z]{2,}\b|\b[A-Z][a-z]+[A-Z]\w*")
+_ZH_NAME_MARKS = re.compile(r"《[^》]+》|[\u4e00-\u9fff]·[\u4e00-\u9fff]|「[^」]+」|“[^”]+”")
+
+
+def _names_something(sentence: str) -> bool:
+    """True when the sentence names someone or something: a capitalised word inside an English sentence or an
+    acronym; in Chinese a title in 《》, a transliterated name (·), or a word CC-CEDICT glosses only
+    capitalised (a place, an organisation) or does not know and that starts with a surname (a person)."""
+    if _EN_NAME_INSIDE.search(sentence) or _ZH_NAME_MARKS.search(sentence):
+        return True
+    from rag import cedict
+    from rag.lexical import analyze
+
+    words = [w for w in analyze(to_simplified(sentence), "zh") if len(w) >= 2 and not w.isascii()]
+    return any(
+        cedict.is_proper_zh(w) or (len(w) <= 3 and not cedict.has(w) and cedict.is_surname(w[0])) for w in words
+    )
+
+
 def carries(kind: str, sentence: str) -> bool:
     """True when the sentence holds a fact of the kind: a date for "date", a count for "count", …"""
     s = to_simplified(sentence)
@@ -127,8 +150,8 @@ def carries(kind: str, sentence: str) -> bool:
         "count": lambda: bool(_counts(s) or _LIST.search(s)),
         "ordinal": lambda: bool(_ORDINAL.search(s) or _counts(s)),
         "date": lambda: bool(_DATE.search(s)),
-        "person": lambda: bool(_PERSON.search(s)),
-        "agent": lambda: bool(_PERSON.search(s) or _ORGANISATION.search(s)),
+        "name": lambda: _names_something(sentence),
+        "agent": lambda: bool(_PERSON.search(s) or _ORGANISATION.search(s)) or _names_something(sentence),
     }
     check = checks.get(kind)
     return True if check is None else check()

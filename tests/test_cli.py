@@ -11,7 +11,7 @@ import pytest
 from rag.cli import main
 from rag.store import open_index
 
-CONTRACT = ["question", "language", "abstained", "answer", "citations", "timings_ms"]
+CONTRACT = ["question", "language", "abstained", "verdict", "confidence", "answer", "citations", "timings_ms"]
 CITATION = {"n", "doc_id", "title", "issue", "section", "quote", "start", "end", "passage", "score"}
 
 
@@ -53,9 +53,10 @@ def test_question_over_2000_characters_exits_2(env: Path, capsys) -> None:
 def test_ask_prints_answer_and_sources(env: Path, capsys) -> None:
     code, out, err = run(capsys, "ask", "Where was the Seminar on Migrant Integration held?")
     assert code == 0 and err == ""
-    lines = out.splitlines()
+    lines = [x for x in out.splitlines() if not x.startswith("(These are the closest passages")]
     assert lines[0] == "On 9-10 May 2023 a Seminar on Migrant Integration was held in Hangzhou, China. [1]"
     assert lines[2].startswith("[1] Test Newsletter · issue 11 · PROJECT HIGHLIGHTS — Seminar on Migrant Integration")
+    assert lines[-1].startswith("confidence ")
 
 
 def test_unknown_index_lists_existing(env: Path, corpus: Path, capsys) -> None:

@@ -67,7 +67,7 @@ def test_first_ask_builds_the_default_index(pipeline, settings) -> None:
 
 def test_json_contract_shape(pipeline) -> None:
     d = pipeline.ask("port visas 144-hour transit").to_dict()
-    assert list(d) == ["question", "language", "abstained", "answer", "citations", "timings_ms"]
+    assert list(d) == ["question", "language", "abstained", "verdict", "confidence", "answer", "citations", "timings_ms"]
     assert set(d["citations"][0]) >= {
         "n",
         "doc_id",

@@ -299,7 +299,7 @@ def test_changed_config_rebuilds_its_index(tmp_path: Path, dataset_dir: Path, ca
 def test_configs_side_by_side_with_deltas(tmp_path: Path, dataset_dir: Path) -> None:
     ds = load_dataset(dataset_dir)
     base = hash_settings(tmp_path)
-    configs = [Config("a", base), Config("b", base.replace(lexical=False, abstain_threshold=0.9))]
+    configs = [Config("a", base), Config("b", base.replace(lexical=False, abstain_threshold=1.0))]
     result = qa_eval.evaluate(ds, configs, embedders={"hash": HashEmbedder()}, progress=False, limit=5)
     a, b = result["systems"]["a"], result["systems"]["b"]
     assert "delta" not in a["all"]["abstention_rate"] and "abstention_f1" not in a["all"]  # all answerable
@@ -307,7 +307,7 @@ def test_configs_side_by_side_with_deltas(tmp_path: Path, dataset_dir: Path) -> 
     delta, low, high = b["all"]["evidence_mrr@10"]["delta"]
     assert delta == pytest.approx(b["all"]["evidence_mrr@10"]["value"] - a["all"]["evidence_mrr@10"]["value"])
     assert low <= delta <= high
-    # Threshold 0.9 abstains on everything.
+    # A confidence threshold of 1 abstains on everything.
     assert all(r["abstained"] for r in result["rows"] if r["system"] == "b")
     assert b["all"]["abstention_rate"]["value"] == 1.0 and b["all"]["abstention_rate"]["delta"][0] >= 0
     assert result["meta"]["configs"]["b"]["settings"]["lexical"] is False

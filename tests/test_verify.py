@@ -20,8 +20,8 @@ from rag.verify import Need, carries, need, serials, signals
         ("有多少名专家参加？", "count"),
         ("When was the seminar held?", "date"),
         ("研讨会是什麼時候舉行的？", "date"),  # Traditional script is read as Simplified
-        ("What is the name of the ambassador?", "person"),
-        ("大使叫什么名字？", "person"),
+        ("What is the name of the ambassador?", "name"),
+        ("大使叫什么名字？", "name"),
         ("Who opened the seminar?", "agent"),
         ("谁主持了会议？", "agent"),
         ("Where was the seminar held?", "other"),
@@ -62,7 +62,7 @@ def test_serials() -> None:
         ("How long is the visa valid?", "The visa is valid for 144 hours.", True),
         # people and agents
         ("What is the name of the ambassador?", "Ambassador Nicolas Chapuis spoke.", True),
-        ("大使叫什么名字？", "代表团访问了欧盟驻华大使馆。", False),  # 大使馆 is an embassy, not an ambassador
+        ("大使叫什么名字？", "大使发表了讲话。", False),  # names no one
         ("Who organised the seminar?", "ACME China organised the seminar.", True),  # an acronym names an agent
         ("Who organised the seminar?", "The seminar was very successful.", False),
         # ordinals
