@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.types import Chunk, Document
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’.-][A-Za-z0-9]+)*")
+
+BLOCK = 200_000  # characters the splitter is given at once (a section longer than this is cut at paragraphs)
 
 # Paragraphs first, then sentence ends in both scripts, then clauses, then words.
 SEPARATORS = ("\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", ", ", " ", "")
@@ -57,8 +61,14 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return spans
 
 
-def chunk(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
-    """Cut a document into passages, never across a section, with exact offsets into `doc.text`."""
+def chunk(
+    doc: Document, settings: ChunkSettings = ChunkSettings(), progress: Callable[[int, int], None] | None = None
+) -> list[Chunk]:
+    """Cut a document into passages, never across a section, with exact offsets into `doc.text`.
+
+    Linear in the document's length: sections over `BLOCK` characters are split in blocks at paragraph
+    breaks (the splitter works one block at a time), and `progress(characters done, total)` follows them.
+    """
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     splitter = RecursiveCharacterTextSplitter(
@@ -70,9 +80,13 @@ def chunk(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chun
         strip_whitespace=True,
     )
     sentences = split_sentences(doc.text)
+    ends = [e for _s, e in sentences]
     chunks: list[Chunk] = []
-    for span_start, span_end, section, heading in _spans(doc):
+    spans = [(a, b, sec, head) for s0, s1, sec, head in _spans(doc) for a, b in _blocks(doc.text, s0, s1)]
+    for span_start, span_end, section, heading in spans:
         cursor = span_start
+        if progress is not None:
+            progress(span_start, len(doc.text))
         for piece in splitter.split_text(doc.text[span_start:span_end]):
             # langchain's own start_index uses str.find and can return -1; locate pieces ourselves.
             start = doc.text.find(piece, cursor, span_end)
@@ -89,13 +103,31 @@ def chunk(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chun
                     start=start,
                     end=end,
                     text=piece,
-                    sentences=_clip(sentences, start, end),
+                    sentences=_clip(sentences, ends, start, end),
                     section=section,
                     heading=heading,
                     language=doc.language,
                 )
             )
+    if progress is not None:
+        progress(len(doc.text), len(doc.text))
     return chunks
+
+
+def _blocks(text: str, start: int, end: int, size: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) cut at paragraph breaks into blocks of about `size` characters (one block when shorter)."""
+    size = size or BLOCK
+    out = []
+    while end - start > size:
+        cut = text.rfind("\n\n", start + size // 2, start + size)
+        if cut < 0:
+            cut = text.find("\n\n", start + size, end)
+            if cut < 0:
+                break
+        out.append((start, cut))
+        start = cut + 2
+    out.append((start, end))
+    return [(a, b) for a, b in out if text[a:b].strip()]
 
 
 def _spans(doc: Document) -> list[tuple[int, int, str, str]]:
@@ -114,12 +146,17 @@ def _spans(doc: Document) -> list[tuple[int, int, str, str]]:
     return [sp for sp in spans if doc.text[sp[0] : sp[1]].strip()]
 
 
-def _clip(sentences: list[tuple[int, int]], start: int, end: int) -> tuple[tuple[int, int], ...]:
-    """Sentences overlapping [start, end), clipped to it (a chunk may begin or end mid-sentence)."""
+def _clip(sentences: list[tuple[int, int]], ends: list[int], start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """Sentences overlapping [start, end), clipped to it (a chunk may begin or end mid-sentence).
+
+    `sentences` are in text order and don't overlap, so `ends` (their ends) is sorted: a binary search finds
+    the first one, which keeps chunking linear in the document's length.
+    """
     out = []
-    for s, e in sentences:
-        if e <= start or s >= end:
-            continue
+    for i in range(bisect.bisect_right(ends, start), len(sentences)):
+        s, e = sentences[i]
+        if s >= end:
+            break
         out.append((max(s, start), min(e, end)))
     return tuple(out)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from rag.settings import Settings, load_settings
 
 EXIT_USAGE = 2
+MAX_K = 50  # passages a question may ask for
+EXIT_PARTIAL = 3  # ingest: some files were skipped (each one printed with its reason); the others are indexed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", help="add or update newsletters in an index")
     ing.add_argument("paths", nargs="+", type=Path)
-    ing.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    ing.add_argument(
+        "--rebuild", action="store_true", help="re-index every newsletter the index holds, plus the files given"
+    )
+    ing.add_argument(
+        "--prune", action="store_true", help="make the index equal these files: remove the newsletters not given"
+    )
+    ing.add_argument("--yes", action="store_true", help="go ahead when the command removes newsletters")
+    ing.add_argument("--json", action="store_true", help="print the outcome of every file as one JSON object")
     common(ing)
 
     ask = sub.add_parser("ask", help="ask a question (or a file of questions with --batch)")
@@ -46,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(lst)
     rm = isub.add_parser("remove", help="remove newsletters by doc id")
     rm.add_argument("doc_ids", nargs="+")
+    rm.add_argument("--yes", action="store_true", help="remove without asking")
     common(rm)
 
     ev = sub.add_parser("eval", help="benchmarks")
@@ -113,9 +123,25 @@ def _progress():  # type: ignore[no-untyped-def]
     return update
 
 
+def _confirm(yes: bool, index_name: str):  # type: ignore[no-untyped-def]
+    """Removal consent: --yes, or a y/N question when a person is at the terminal; otherwise refuse."""
+
+    def confirm(doc_ids) -> bool:  # type: ignore[no-untyped-def]
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        shown = "\n".join(f"  {d}" for d in doc_ids)
+        print(f"this removes {len(doc_ids)} newsletter(s) from index {index_name!r}:\n{shown}", file=sys.stderr)
+        print("remove them? [y/N] ", end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    return confirm
+
+
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embed import EmbedderError
-    from rag.pipeline import NothingToIngest
+    from rag.pipeline import NothingToIngest, RemovalRefused
     from rag.store import StoreError
 
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -123,18 +149,43 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        report = _pipeline(settings).ingest(args.paths, progress=_progress(), rebuild=args.rebuild)
-    except (StoreError, EmbedderError, NothingToIngest) as exc:
+        report = _pipeline(settings).ingest(
+            args.paths,
+            progress=_progress(),
+            rebuild=args.rebuild,
+            replace_all=args.prune,
+            confirm=_confirm(args.yes, settings.index_name),
+        )
+    except (StoreError, EmbedderError, NothingToIngest, RemovalRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for err in report.errors:
-        print(f"skipped {err.path}: {err.reason}", file=sys.stderr)
+    status = EXIT_PARTIAL if report.skipped else 0
+    counts = {k: sum(f.status == k for f in report.files) for k in ("added", "updated", "unchanged", "skipped")}
+    if args.json:
+        out = {
+            "index": settings.index_name,
+            "files": [f.to_dict() for f in report.files],
+            "counts": counts,
+            "removed": list(report.removed),
+            "reindexed": list(report.reindexed),
+            "chunks": report.chunks,
+            "embedded_chunks": report.embedded_chunks,
+            "seconds": round(report.seconds, 2),
+            "exit_code": status,
+        }
+        print(json.dumps(out, ensure_ascii=False))
+        return status
+    for f in report.files:
+        line = f"{f.status} {f.path}" + (f" ({f.doc_id})" if f.doc_id and f.status != "skipped" else "")
+        print(line + (f": {f.reason}" if f.reason else ""), file=sys.stderr if f.status == "skipped" else sys.stdout)
+    extra = f", {len(report.reindexed)} kept and re-indexed" if report.reindexed else ""
+    extra += f", {len(report.removed)} removed" if report.removed else ""
     print(
-        f"index {settings.index_name!r}: {len(report.added)} added, {len(report.updated)} updated, "
-        f"{len(report.unchanged)} unchanged, {report.chunks} chunks ({report.embedded_chunks} embedded) "
-        f"in {report.seconds:.1f} s"
+        f"index {settings.index_name!r}: {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {counts['skipped']} skipped{extra}; {report.chunks} chunks "
+        f"({report.embedded_chunks} embedded) in {report.seconds:.1f} s"
     )
-    return 0 if not report.errors or report.added or report.updated or report.unchanged else 1
+    return status
 
 
 def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -148,7 +199,8 @@ def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             try:
                 date.fromisoformat(value)
             except ValueError:
-                raise ValueError(f"{flag} {value!r} is not a date YYYY-MM-DD") from None
+                shown = value if len(value) <= 40 else value[:40] + "…"  # never echo a huge argument back
+                raise ValueError(f"{flag} {shown!r} is not a date YYYY-MM-DD") from None
     return Filters(
         language=args.language, issue=args.issue, date_from=args.date_from, date_to=args.date_to, section=args.section
     )
@@ -164,6 +216,9 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     if args.k is not None and args.k < 1:
         print(f"error: --k must be at least 1, got {args.k}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.k is not None and args.k > MAX_K:
+        print(f"error: --k must be at most {MAX_K}, got {args.k}", file=sys.stderr)
         return EXIT_USAGE
     try:
         filters = _filters(args)
@@ -186,21 +241,33 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ask_batch(pipe, args: argparse.Namespace, filters) -> int:  # type: ignore[no-untyped-def]
+    """One answer (or error object) per non-empty line; a bad line is reported and the batch goes on."""
     from rag.pipeline import QuestionError
+    from rag.store import StoreError
 
     try:
-        lines = sys.stdin.read().splitlines() if str(args.batch) == "-" else args.batch.read_text("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        data = sys.stdin.buffer.read() if str(args.batch) == "-" else args.batch.read_bytes()
+    except OSError as exc:
         print(f"error: cannot read {args.batch}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     status = 0
-    for line in lines:
+    for n, raw in enumerate(data.split(b"\n"), start=1):
+        line = raw.rstrip(b"\r").decode("utf-8", "replace")
         if not line.strip():
             continue
+        if "\ufffd" in line and b"\xef\xbf\xbd" not in raw:
+            print(f"warning: line {n}: invalid UTF-8, read with U+FFFD replacement characters", file=sys.stderr)
         try:
             out = pipe.ask(line, k=args.k, filters=filters).to_dict()
         except QuestionError as exc:
             out = {"question": line, "error": str(exc)}
+            status = 1
+        except StoreError:
+            raise  # the index, not the line: the whole batch would fail the same way
+        except Exception as exc:  # one line must not stop the batch
+            out = {"question": line, "error": f"line {n}: {type(exc).__name__}: {str(exc)[:300]}"}
             status = 1
         print(json.dumps(out, ensure_ascii=False) if args.json else render_text_dict(out), flush=True)
     return status
@@ -233,17 +300,22 @@ def render_text_dict(d: dict) -> str:
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embed import EmbedderError
-    from rag.store import StoreError, list_indexes, open_index
+    from rag.store import FormatOutdated, StoreError, list_indexes, open_index
 
     if args.index_command == "list":
         names = list_indexes(settings.index_root)
         if not names:
             print(f"no indexes under {settings.index_root} (the first `ask` builds 'default')")
+        damaged = 0
         for name in names:
             try:
                 idx = open_index(settings.index_root / name)
+            except FormatOutdated as exc:
+                print(f"{name}: outdated ({exc}); the next ask or ingest re-indexes its newsletters")
+                continue
             except StoreError as exc:
-                print(f"{name}: unreadable ({exc})")
+                print(f"{name}: DAMAGED ({exc})")
+                damaged += 1
                 continue
             m = idx.manifest
             print(
@@ -252,10 +324,12 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
             )
             for d in idx.documents.values():
                 print(f"  {d.doc_id}  [{d.language}]  {d.meta.title}  issue {d.meta.issue}  {d.meta.period}")
-        return 0
+        return 1 if damaged else 0
+    from rag.pipeline import RemovalRefused
+
     try:
-        report = _pipeline(settings).remove(args.doc_ids)
-    except (KeyError, StoreError, EmbedderError) as exc:
+        report = _pipeline(settings).remove(args.doc_ids, confirm=_confirm(args.yes, settings.index_name))
+    except (KeyError, StoreError, EmbedderError, RemovalRefused) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"removed {', '.join(report.removed)}; index {settings.index_name!r} now has {report.chunks} chunks")

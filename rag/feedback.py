@@ -43,10 +43,12 @@ def record(data_dir: Path, entry: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), **entry}
     line = (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: to see a torn last line
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
+            if _ends_torn(fd):  # a writer killed mid-line: start on a fresh line so this entry stays whole
+                line = b"\n" + line
             view = memoryview(line)
             while view:
                 written = os.write(fd, view)
@@ -56,6 +58,12 @@ def record(data_dir: Path, entry: dict[str, Any]) -> None:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _ends_torn(fd: int) -> bool:
+    """True when the file does not end with a newline (its last line was cut short)."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
 
 def read_all(data_dir: Path) -> list[dict[str, Any]]:

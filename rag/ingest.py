@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,7 +18,10 @@ SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
 
 _FMT = {".txt": "txt", ".md": "md", ".html": "html", ".htm": "html", ".pdf": "pdf", ".docx": "docx"}
 _META_KEYS = frozenset(f.name for f in fields(Meta))
+_SIDECAR_KEYS = _META_KEYS | {"doc_id"}
 _TITLE_MAX = 120
+_DOC_ID_MAX = 200
+MAX_DOCUMENT_BYTES = 32 * 2**20  # default of the max_document_mb setting
 
 
 class IngestError(Exception):
@@ -36,8 +39,32 @@ class IngestError(Exception):
 # --------------------------------------------------------------------------- reading
 
 
-def read(path: Path) -> RawDocument:
-    """Read one supported file into a `RawDocument`; raise `IngestError` saying why when it can't."""
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A file to read and the folder it was found under: its doc_id is its path relative to `root`."""
+
+    path: Path
+    root: Path
+
+
+def doc_id_for(path: Path, root: Path | None = None) -> str:
+    """The default doc_id: the path relative to the ingested root (its parent for a file given alone),
+    '/'-separated, without the extension: `2023/issue-1.txt` → `2023/issue-1`, `x.zh.md` → `x.zh`.
+    """
+    path = Path(path)
+    try:
+        rel = path.relative_to(root) if root is not None else Path(path.name)
+    except ValueError:
+        rel = Path(path.name)
+    return rel.with_suffix("").as_posix()
+
+
+def read(path: Path, root: Path | None = None, max_bytes: int = MAX_DOCUMENT_BYTES) -> RawDocument:
+    """Read one supported file into a `RawDocument`; raise `IngestError` saying why when it can't.
+
+    The doc_id is `doc_id` from the front matter or sidecar when given, else `doc_id_for(path, root)`.
+    Files (or, for PDF and DOCX, extracted text) over `max_bytes` are refused (setting max_document_mb).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
@@ -51,11 +78,11 @@ def read(path: Path) -> RawDocument:
     encoding = "utf-8"
     front: dict[str, str] = {}
     links: tuple[tuple[str, str], ...] = ()
-    if fmt == "pdf":
-        text = _pdf_text(path)
-    elif fmt == "docx":
-        text = _docx_text(path)
+    if fmt in ("pdf", "docx"):
+        text = _pdf_text(path) if fmt == "pdf" else _docx_text(path)
+        _check_size(path, len(text.encode("utf-8", "surrogatepass")), max_bytes, "of text")
     else:
+        _check_size(path, path.stat().st_size, max_bytes, "")
         text, encoding = decode(_read_bytes(path), path, html=fmt == "html")
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         if fmt == "md":
@@ -65,31 +92,69 @@ def read(path: Path) -> RawDocument:
             text, links = rendered.text, rendered.links
     if not text.strip():
         raise IngestError(path, "empty document")
-    meta = _meta(path, text, {**front, **_sidecar(path)})
-    return RawDocument(doc_id=path.stem, path=str(path), text=text, meta=meta, fmt=fmt, encoding=encoding, links=links)
+    values = {**front, **_sidecar(path)}
+    doc_id = _explicit_doc_id(path, values.get("doc_id", "")) or doc_id_for(path, root)
+    meta = _meta(path, text, values)
+    return RawDocument(doc_id=doc_id, path=str(path), text=text, meta=meta, fmt=fmt, encoding=encoding, links=links)
+
+
+def _check_size(path: Path, size: int, limit: int, what: str) -> None:
+    if size > limit:
+        raise IngestError(
+            path,
+            f"too large: {size / 2**20:.1f} MB{' ' + what if what else ''}; the limit is {limit / 2**20:.0f} MB "
+            "per document (setting max_document_mb); split it into issues",
+        )
+
+
+def _explicit_doc_id(path: Path, value: str) -> str:
+    """A doc_id given in front matter or a sidecar, checked: printable, no surrounding spaces, not too long."""
+    value = value.strip()
+    if not value:
+        return ""
+    if len(value) > _DOC_ID_MAX or not value.isprintable() or value.startswith("/") or "#" in value:
+        raise IngestError(path, f"bad doc_id {value[:_DOC_ID_MAX]!r}: printable, at most {_DOC_ID_MAX} chars, no '#'")
+    return value
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
     """Expand folders to their supported files (sorted); keep explicit files for `read` to judge."""
-    out: list[Path] = []
+    return [s.path for s in discover_sources(paths)]
+
+
+def discover_sources(paths: Iterable[Path]) -> list[Source]:
+    """Like `discover`, each file with the root its doc_id is relative to (the folder given, or its parent)."""
+    out: dict[Path, Source] = {}
     for p in map(Path, paths):
-        out.extend(_walk(p) if p.is_dir() else [p])
-    return list(dict.fromkeys(out))  # a file named twice (folder + explicitly) is read once
+        found = [Source(f, p) for f in _walk(p)] if p.is_dir() else [Source(p, p.parent)]
+        for s in found:
+            out.setdefault(s.path, s)  # a file named twice (folder + explicitly) is read once
+    return list(out.values())
 
 
-def read_many(paths: Iterable[Path]) -> tuple[list[RawDocument], list[IngestError]]:
-    """Read every path, collecting errors instead of stopping, so one bad file doesn't sink a batch."""
+def read_many(
+    paths: Iterable[Path | Source], max_bytes: int = MAX_DOCUMENT_BYTES
+) -> tuple[list[RawDocument], list[IngestError]]:
+    """Read every path, collecting errors instead of stopping, so one bad file doesn't sink a batch.
+
+    Two files with one doc_id (`x.docx` and `x.pdf`): the second is refused, naming the first.
+    """
     docs: list[RawDocument] = []
     errors: list[IngestError] = []
     seen: dict[str, str] = {}
-    for p in paths:
+    for item in paths:
+        src = item if isinstance(item, Source) else Source(Path(item), Path(item).parent)
+        p = src.path
         try:
-            doc = read(Path(p))
+            doc = read(p, src.root, max_bytes)
         except IngestError as e:
             errors.append(e)
             continue
-        if doc.doc_id in seen:  # x.txt and x.pdf share an id and would overwrite each other downstream
-            reason = f"duplicate doc_id {doc.doc_id!r}; already read from {seen[doc.doc_id]}"
+        if doc.doc_id in seen:
+            reason = (
+                f"doc_id {doc.doc_id!r} is also the id of {seen[doc.doc_id]}; not indexed, so neither overwrites "
+                "the other: rename one, or give it a doc_id in front matter or a .meta.json sidecar"
+            )
             errors.append(IngestError(p, reason))
             continue
         seen[doc.doc_id] = doc.path
@@ -157,7 +222,7 @@ def _sidecar(path: Path) -> dict[str, str]:
         raise IngestError(path, f"bad sidecar {side.name}: expected a JSON object")
     out: dict[str, str] = {}
     for key, value in data.items():
-        if key not in _META_KEYS or value is None:
+        if key not in _SIDECAR_KEYS or value is None:
             continue
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise IngestError(path, f"bad sidecar {side.name}: {key!r} must be a string or number")

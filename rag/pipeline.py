@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rag import lang
+from rag import embcache, lang
 from rag.answer import UNSUPPORTED, AnswerSettings, compose
 from rag.answer_model import load as load_answer_model
-from rag.chunk import ChunkSettings, chunk, split_sentences
+from rag.chunk import BLOCK, ChunkSettings, chunk, split_sentences
 from rag.clean import clean
+from rag.embcache import EmbeddingCache
 from rag.embed import Embedder, load_embedder
-from rag.ingest import IngestError, discover, read_many
+from rag.ingest import IngestError, discover_sources, read_many
 from rag.retrieve import Filters, FusionSettings, search
 from rag.scope import unknown_names
 from rag.settings import Settings
@@ -28,8 +31,11 @@ from rag.store import (
     Index,
     IndexNotFound,
     Manifest,
+    clean_stale,
+    current_version,
     list_indexes,
     open_index,
+    recover_legacy_swap,
     stored_documents,
     write_index,
     write_lock,
@@ -49,9 +55,39 @@ class NothingToIngest(ValueError):
     """The paths given hold no newsletter file at all (an empty folder, a folder of other files)."""
 
 
+class RemovalRefused(RuntimeError):
+    """A command would remove newsletters from the index and that was not confirmed; nothing was written."""
+
+    def __init__(self, index_name: str, doc_ids: Sequence[str]) -> None:
+        self.doc_ids = tuple(doc_ids)
+        shown = ", ".join(self.doc_ids[:20]) + (f" and {len(self.doc_ids) - 20} more" if len(self.doc_ids) > 20 else "")
+        super().__init__(
+            f"this would remove {len(self.doc_ids)} newsletter(s) from index {index_name!r}: {shown}; "
+            "nothing was changed. Run it again with --yes to remove them"
+        )
+
+
+LANGUAGES = ("en", "zh")  # languages a newsletter can be indexed in (zh covers Simplified and Traditional)
+STATUSES = ("added", "updated", "unchanged", "skipped")
+Confirm = Callable[[Sequence[str]], bool]  # asked with the doc_ids a command would remove
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    """What happened to one file of an ingest: added | updated | unchanged | skipped (with the reason)."""
+
+    path: str
+    status: str
+    doc_id: str = ""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "doc_id": self.doc_id, "status": self.status, "reason": self.reason}
+
+
 @dataclass(frozen=True, slots=True)
 class IngestReport:
-    """What an ingest or removal changed in the index."""
+    """What an ingest or removal changed in the index, file by file."""
 
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
@@ -62,10 +98,33 @@ class IngestReport:
     embedded_chunks: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    files: tuple[FileOutcome, ...] = ()  # one per file given (skipped ones included), in the order read
+    reindexed: tuple[str, ...] = ()  # held documents re-embedded by a rebuild (kept, not given again)
+    written: bool = False  # False when nothing changed (or nothing could be indexed): no new version
+
+    @property
+    def skipped(self) -> tuple[FileOutcome, ...]:
+        return tuple(f for f in self.files if f.status == "skipped")
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     return None
+
+
+def decode_question(question: str) -> str:
+    """A question as text that can be printed and encoded: bytes smuggled in as surrogates (invalid UTF-8 in
+    argv, `surrogateescape`) are decoded with U+FFFD replacement, lone surrogates become U+FFFD, and control
+    characters become spaces.
+    """
+    if not isinstance(question, str):
+        raise QuestionError(f"the question must be text, not {type(question).__name__} / 问题必须是文本")
+    question = _LONE_SURROGATE.sub("\ufffd", question)  # not escaped bytes: just broken text
+    question = question.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _CONTROL.sub(" ", question)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # all but U+DC80–U+DCFF (escaped bytes)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Pipeline:
@@ -76,7 +135,7 @@ class Pipeline:
         self._embedders = embedders
         self._index: Index | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._index_stamp: float | None = None
+        self._index_stamp: tuple[int, int] | None = None
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -100,18 +159,17 @@ class Pipeline:
 
     # -- index ----------------------------------------------------------------------------------
     def index(self) -> Index:
-        """The opened index (reopened when another process rewrote it); built from the sample if absent."""
+        """The opened index (reopened when another process wrote a new version); built from the sample if absent."""
         folder = self.settings.index_dir
-        manifest = folder / "manifest.json"
-        stamp = manifest.stat().st_mtime if manifest.exists() else None
+        stamp = current_version(folder)
         if self._index is not None and stamp == self._index_stamp:
             return self._index
         try:
-            self._index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
         except FormatOutdated as exc:  # derived data: rebuild it from the cleaned documents it stores
             log.warning("%s; rebuilding it from the documents it stores", exc)
-            self.update(stored_documents(folder), rebuild=True)
-            self._index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            self.update([], rebuild=True)
+            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
         except IndexNotFound:
             if self.settings.index_name != "default":
                 existing = list_indexes(self.settings.index_root)
@@ -119,9 +177,10 @@ class Pipeline:
                     f"unknown index {self.settings.index_name!r}; existing: {', '.join(existing) or 'none'}"
                 ) from None
             self.ingest([self.settings.corpus])
-            self._index = open_index(folder, tuple(self.embedders), self.settings.lexical)
-        self._index_stamp = (folder / "manifest.json").stat().st_mtime
-        return self._index
+            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+        # The stamp read before opening: if a writer swapped meanwhile, the next call opens again.
+        self._index, self._index_stamp = index, stamp if stamp is not None else current_version(folder)
+        return index
 
     def ingest(
         self,
@@ -129,26 +188,48 @@ class Pipeline:
         progress: Progress = _no_progress,
         rebuild: bool = False,
         replace_all: bool = False,
+        confirm: Confirm | None = None,
     ) -> IngestReport:
-        """Add or update newsletter files; unchanged ones keep their vectors. `replace_all` drops the rest."""
+        """Add or update newsletter files, each with its own outcome; a bad file never stops the others.
+
+        Unchanged documents keep their vectors. `rebuild` re-embeds every document the index holds plus the
+        ones given; `replace_all` makes the index hold exactly the files given (removals go through `confirm`).
+        """
         t0 = time.perf_counter()
-        paths = [Path(p) for p in paths]
-        files = discover(paths)
-        if not files:
+        paths = [Path(os.path.abspath(p)) for p in paths]  # a document's path is part of its identity
+        sources = discover_sources(paths)
+        if not sources:
             raise NothingToIngest(
                 f"no newsletter files (.txt .md .html .pdf .docx) in {', '.join(map(str, paths)) or 'nothing'}; "
                 "the index is unchanged"
             )
-        raws, errors = read_many(files)
+        raws, errors = read_many(sources, max_bytes=self.settings.max_document_mb * 2**20)
         docs: list[Document] = []
         for i, raw in enumerate(raws):
             progress("clean", i + 1, len(raws))
             try:
-                docs.append(clean(raw))
+                doc = clean(raw)
             except Exception as exc:  # a document the cleaner cannot handle must not stop the batch
-                errors.append(IngestError(Path(raw.path), f"cannot clean: {exc}"))
-        report = self.update(docs, progress, rebuild=rebuild, replace_all=replace_all)
-        return dataclasses.replace(report, errors=tuple(errors), seconds=time.perf_counter() - t0)
+                errors.append(IngestError(Path(raw.path), f"cannot clean: {type(exc).__name__}: {exc}"))
+                continue
+            if doc.language not in LANGUAGES:
+                reason = f"language {doc.language!r} is not supported (newsletters in en, zh or zh-hant)"
+                errors.append(IngestError(Path(raw.path), reason))
+                continue
+            docs.append(doc)
+        report = self.update(docs, progress, rebuild=rebuild, replace_all=replace_all, confirm=confirm)
+        skipped = {str(e.path): FileOutcome(str(e.path), "skipped", reason=e.reason) for e in errors}
+        by_path = {f.path: f for f in report.files}
+        order = [str(s.path) for s in sources]
+        files = [by_path.get(p) or skipped.get(p) for p in order]
+        files += [f for f in (*report.files, *skipped.values()) if f.path not in order]  # not found via sources
+        errors += [IngestError(Path(f.path), f.reason) for f in report.skipped]
+        return dataclasses.replace(
+            report,
+            errors=tuple(errors),
+            files=tuple(dict.fromkeys(f for f in files if f is not None)),
+            seconds=time.perf_counter() - t0,
+        )
 
     def update(
         self,
@@ -156,39 +237,80 @@ class Pipeline:
         progress: Progress = _no_progress,
         rebuild: bool = False,
         replace_all: bool = False,
+        confirm: Confirm | None = None,
     ) -> IngestReport:
-        """Put cleaned documents into the index, embedding only new or changed ones."""
+        """Put cleaned documents into the index, embedding only new or changed ones (see `ingest`).
+
+        A document whose doc_id the index holds from another file is refused (skipped), never overwritten,
+        unless `replace_all` (the index is being made equal to the files given).
+        """
         t0 = time.perf_counter()
-        with write_lock(self.settings.index_dir):
+        folder = self.settings.index_dir
+        with write_lock(folder):
+            recover_legacy_swap(folder)
             old = None if rebuild else self._open_existing()
-            merged = {} if old is None or replace_all else dict(old.documents)
-            added, updated, unchanged = [], [], []
+            held = {d.doc_id: d for d in stored_documents(folder)} if rebuild else dict(old.documents) if old else {}
+            merged = {} if replace_all else dict(held)
+            outcomes: list[FileOutcome] = []
+            given: dict[str, Document] = {}
             for doc in docs:
-                prev = old.documents.get(doc.doc_id) if old else None
+                prev = held.get(doc.doc_id)
+                other = given.get(doc.doc_id) or (prev if prev and not replace_all and _moved(prev, doc) else None)
+                if other is not None:
+                    outcomes.append(FileOutcome(doc.path, "skipped", doc.doc_id, _collision(doc.doc_id, other.path)))
+                    continue
+                given[doc.doc_id] = doc
                 if prev is None:
-                    added.append(doc.doc_id)
-                elif prev.content_hash == doc.content_hash:
-                    unchanged.append(doc.doc_id)
+                    status = "added"
+                elif prev.content_hash == doc.content_hash and not _moved(prev, doc):
+                    status = "unchanged"  # (a file that moved, with --prune, is "updated": its path is rewritten)
                 else:
-                    updated.append(doc.doc_id)
+                    status = "updated"
+                outcomes.append(FileOutcome(doc.path, status, doc.doc_id))
                 merged[doc.doc_id] = doc
-            removed = sorted(set(old.documents) - set(merged)) if old else []
-            n_chunks, embedded = self._write(merged, old, progress)
+            removed = sorted(set(held) - set(merged))
+            if removed and confirm is not None and not confirm(removed):
+                raise RemovalRefused(self.settings.index_name, removed)
+            chunker = ChunkSettings(size=self.settings.chunk_size, overlap=self.settings.chunk_overlap)
+            changed = any(f.status in ("added", "updated") for f in outcomes) or removed or rebuild
+            if old is not None and old.manifest.chunker != chunker.as_dict():
+                changed = True
+            n_chunks, embedded, written = (len(old.chunks) if old else 0), 0, False
+            if changed and merged:
+                n_chunks, embedded, dropped = self._write(merged, old, progress)
+                written = True
+                for i, f in enumerate(outcomes):
+                    if f.doc_id in dropped:
+                        outcomes[i] = dataclasses.replace(f, status="skipped", reason=dropped[f.doc_id])
+            elif changed and old is not None:  # every newsletter removed: an empty index
+                n_chunks, embedded, _ = self._write({}, old, progress)
+                written = True
+            # Whatever a killed run left: temp builds, unreferenced versions, checkpoints (all finished now).
+            clean_stale(folder)
+            embcache.clear(folder)
         self._index = None
+
+        def ids(status: str) -> tuple[str, ...]:
+            return tuple(f.doc_id for f in outcomes if f.status == status)
+
         return IngestReport(
-            added=tuple(added),
-            updated=tuple(updated),
-            unchanged=tuple(unchanged),
+            added=ids("added"),
+            updated=ids("updated"),
+            unchanged=ids("unchanged"),
             removed=tuple(removed),
             chunks=n_chunks,
             embedded_chunks=embedded,
             seconds=time.perf_counter() - t0,
+            files=tuple(outcomes),
+            reindexed=tuple(sorted(set(merged) - set(given))) if rebuild else (),
+            written=written,
         )
 
-    def remove(self, doc_ids: Sequence[str]) -> IngestReport:
-        """Remove newsletters by id; the others keep their vectors."""
+    def remove(self, doc_ids: Sequence[str], confirm: Confirm | None = None) -> IngestReport:
+        """Remove newsletters by id (after `confirm`, when given); the others keep their vectors."""
         t0 = time.perf_counter()
         with write_lock(self.settings.index_dir):
+            recover_legacy_swap(self.settings.index_dir)
             old = self._open_existing()
             if old is None:
                 existing = list_indexes(self.settings.index_root)
@@ -201,10 +323,13 @@ class Pipeline:
                     f"not in index {self.settings.index_name!r}: {', '.join(missing)}; "
                     f"it holds: {', '.join(sorted(old.documents))}"
                 )
+            doc_ids = list(dict.fromkeys(doc_ids))
+            if confirm is not None and not confirm(doc_ids):
+                raise RemovalRefused(self.settings.index_name, doc_ids)
             docs = {k: v for k, v in old.documents.items() if k not in doc_ids}
-            n, _ = self._write(docs, old, _no_progress)
+            n, _, _ = self._write(docs, old, _no_progress)
         self._index = None
-        return IngestReport(removed=tuple(doc_ids), chunks=n, seconds=time.perf_counter() - t0)
+        return IngestReport(removed=tuple(doc_ids), chunks=n, seconds=time.perf_counter() - t0, written=True)
 
     def _open_existing(self) -> Index | None:
         try:
@@ -212,7 +337,14 @@ class Pipeline:
         except IndexNotFound:
             return None
 
-    def _write(self, docs: dict[str, Document], old: Index | None, progress: Progress) -> tuple[int, int]:
+    def _write(
+        self, docs: dict[str, Document], old: Index | None, progress: Progress
+    ) -> tuple[int, int, dict[str, str]]:
+        """Chunk, embed and write `docs` as the index's next version. Hold the write lock.
+
+        Returns (chunks, passages embedded, {doc_id: reason} of documents that could not be chunked — left out,
+        or kept as the index had them).
+        """
         s = self.settings
         chunker = ChunkSettings(size=s.chunk_size, overlap=s.chunk_overlap)
         if old is not None and old.manifest.chunker != chunker.as_dict():
@@ -221,29 +353,45 @@ class Pipeline:
         sentences: list[tuple[str, int, int]] = []
         reuse_chunk_rows: list[int | None] = []
         reuse_sentence_rows: list[int | None] = []
+        dropped: dict[str, str] = {}
         old_rows = _rows_by_doc(old) if old else ({}, {})
+        docs = dict(docs)
+        todo = [d for d in sorted(docs) if not _same(old, docs[d])]
+        done = 0
         for doc_id in sorted(docs):
             doc = docs[doc_id]
-            same = (
-                old is not None and doc_id in old.documents and old.documents[doc_id].content_hash == doc.content_hash
-            )
-            if same:
-                crow, srow = old_rows[0][doc_id], old_rows[1][doc_id]
-                chunks.extend(old.chunks[r] for r in crow)  # type: ignore[union-attr]
-                reuse_chunk_rows.extend(crow)
-                sentences.extend(old.sentences[r] for r in srow)  # type: ignore[union-attr]
-                reuse_sentence_rows.extend(srow)
-            else:
-                new_chunks = chunk(doc, chunker)
-                chunks.extend(new_chunks)
-                reuse_chunk_rows.extend([None] * len(new_chunks))
-                spans = split_sentences(doc.text)
-                sentences.extend((doc_id, a, b) for a, b in spans)
-                reuse_sentence_rows.extend([None] * len(spans))
+            if doc_id in todo:
+                done += 1
+                try:
+                    new_chunks = chunk(doc, chunker, _big_doc_progress(progress, doc))
+                    spans = split_sentences(doc.text)
+                except Exception as exc:  # one document the chunker fails on must not sink the others
+                    dropped[doc_id] = f"cannot chunk: {type(exc).__name__}: {exc}"
+                    log.warning("%s: %s", doc.path or doc_id, dropped[doc_id])
+                    progress("chunk", done, len(todo))
+                    if old is None or doc_id not in old.documents:
+                        del docs[doc_id]
+                        continue
+                    docs[doc_id] = old.documents[doc_id]  # an update that fails keeps the indexed version
+                    dropped[doc_id] += "; the indexed version is kept"
+                else:
+                    progress("chunk", done, len(todo))
+                    chunks.extend(new_chunks)
+                    reuse_chunk_rows.extend([None] * len(new_chunks))
+                    sentences.extend((doc_id, a, b) for a, b in spans)
+                    reuse_sentence_rows.extend([None] * len(spans))
+                    continue
+            assert old is not None
+            crow, srow = old_rows[0][doc_id], old_rows[1][doc_id]
+            chunks.extend(old.chunks[r] for r in crow)
+            reuse_chunk_rows.extend(crow)
+            sentences.extend(old.sentences[r] for r in srow)
+            reuse_sentence_rows.extend(srow)
         # Re-number ordinals/ids stay as produced per document; rows are positions in this list.
         vectors, sentence_vectors = {}, {}
         embedded = sum(r is None for r in reuse_chunk_rows)
         for name, emb in self.embedders.items():
+            cache = EmbeddingCache(s.index_dir, name)
             vectors[name] = self._embed(
                 emb,
                 [c.text for c in chunks],
@@ -251,6 +399,7 @@ class Pipeline:
                 old.vectors[name] if old else None,
                 progress,
                 f"embed passages ({name})",
+                cache=cache,
             )
             sentence_vectors[name] = self._embed(
                 emb,
@@ -259,6 +408,7 @@ class Pipeline:
                 old.sentence_vectors[name] if old else None,
                 progress,
                 f"embed sentences ({name})",
+                cache=cache,
             )
         lexical = sentence_lexical = None
         if s.lexical:
@@ -293,7 +443,8 @@ class Pipeline:
                 sentence_lexical,
             )
         )
-        return len(chunks), embedded
+        embcache.clear(s.index_dir)  # the index now holds every vector the checkpoints held
+        return len(chunks), embedded, dropped
 
     @staticmethod
     def _embed(
@@ -304,14 +455,23 @@ class Pipeline:
         progress: Progress,
         stage: str,
         batch: int = 128,  # big enough for e5 to sort by length and fill both cores
+        cache: EmbeddingCache | None = None,
     ) -> np.ndarray:
-        """Vectors for `texts`, copying rows of unchanged documents instead of re-embedding them."""
+        """Vectors for `texts`: rows of unchanged documents copied, texts an interrupted ingest finished read
+        from `cache`, the rest embedded in batches, each batch checkpointed into `cache` as it finishes.
+        """
         dim = old_vectors.shape[1] if old_vectors is not None else None
         todo = [i for i, r in enumerate(reuse) if r is None]
         fresh: dict[int, np.ndarray] = {}
+        if cache is not None and todo:
+            hit = cache.lookup([texts[i] for i in todo], dim)
+            fresh.update((todo[j], v) for j, v in hit.items())
+            todo = [i for i in todo if i not in fresh]
         for b in range(0, len(todo), batch):
             ids = todo[b : b + batch]
-            out = emb.encode_documents([texts[i] for i in ids])
+            out = np.asarray(emb.encode_documents([texts[i] for i in ids]), dtype=np.float32)
+            if cache is not None:
+                cache.add([texts[i] for i in ids], out)
             fresh.update(zip(ids, out, strict=True))
             progress(stage, min(b + batch, len(todo)), len(todo))
         if dim is None:
@@ -323,8 +483,9 @@ class Pipeline:
 
     # -- questions ------------------------------------------------------------------------------
     def check_question(self, question: str) -> str:
-        """The question, stripped; raises QuestionError with a clear message when it can't be asked."""
-        q = (question or "").strip()
+        """The question, decoded (`decode_question`) and stripped; raises QuestionError with a clear message
+        when it can't be asked."""
+        q = decode_question(question or "").strip()
         if not q:
             raise QuestionError("the question is empty: type a question in English or Chinese / 问题为空")
         if len(q) > self.settings.max_question_chars:
@@ -413,3 +574,37 @@ def _rows_by_doc(index: Index) -> tuple[dict[str, list[int]], dict[str, list[int
     for i, (d, _a, _b) in enumerate(index.sentences):
         sentences.setdefault(d, []).append(i)
     return chunks, sentences
+
+
+def _same(old: Index | None, doc: Document) -> bool:
+    """True when `old` holds this document with the same content (its chunks and vectors can be reused)."""
+    prev = old.documents.get(doc.doc_id) if old is not None else None
+    return prev is not None and prev.content_hash == doc.content_hash
+
+
+def _moved(prev: Document, doc: Document) -> bool:
+    """True when the index holds this doc_id from another file than `doc`'s (`x.docx` then `x.pdf`)."""
+    if not prev.path or not doc.path:
+        return False
+    return os.path.abspath(prev.path) != os.path.abspath(doc.path)
+
+
+def _collision(doc_id: str, other: str) -> str:
+    return (
+        f"doc_id {doc_id!r} is already the id of {other} in the index; not overwritten. Rename the file, give it "
+        "a doc_id in front matter or a .meta.json sidecar, or remove the other first (`index remove`); "
+        "if the files moved, `ingest --prune --yes` makes the index equal the folder"
+    )
+
+
+def _big_doc_progress(progress: Progress, doc: Document) -> Callable[[int, int], None] | None:
+    """A progress bar of its own (in characters) for a document the chunker takes a while over."""
+    if len(doc.text) <= BLOCK:
+        return None
+    stage = f"chunk {doc.doc_id[:40]} (characters)"
+
+    def report(done: int, total: int) -> None:
+        progress(stage, done, total)
+
+    report(0, len(doc.text))
+    return report

@@ -40,6 +40,7 @@ class Settings:
     max_question_chars: int = 2000
     admin_password: str = ""
     max_upload_mb: int = 20
+    max_document_mb: int = 32  # per newsletter (file, or text of a PDF/DOCX); larger ones are skipped
 
     @property
     def index_dir(self) -> Path:

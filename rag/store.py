@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -22,6 +22,13 @@ from rag.scope import Corpus
 from rag.types import Chunk, Document, Meta, Section
 
 FORMAT_VERSION = 3  # 2: sentence-level BM25 (lexical-sentences/); 3: pinyin of Chinese names in BM25
+MANIFEST = "manifest.json"
+VERSIONS = "versions"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+OPEN_ATTEMPTS = 50
+# What an index folder held before versions: read as they are, deleted at the first write.
+LEGACY_FILES = ("documents.jsonl", "chunks.jsonl", "sentences.jsonl", "lexical", "lexical-sentences")
 
 
 class StoreError(RuntimeError):
@@ -41,8 +48,20 @@ class FormatOutdated(IndexMismatch):
 
 
 def stored_documents(folder: Path) -> list[Document]:
-    """The cleaned documents an index holds, readable whatever its format version (to rebuild it)."""
-    return [_doc_from_json(j) for j in _read_jsonl(folder / "documents.jsonl")]
+    """The cleaned documents an index holds, readable whatever its format version or embedders (to rebuild
+    it); [] when there is no index. Call it holding `write_lock(folder)`: the version it reads stays put.
+    """
+    pointer = _read_pointer(folder)
+    if not pointer and not (folder / "documents.jsonl").exists():
+        return []
+    version = pointer.get("version")
+    files = folder / VERSIONS / str(version) if version else folder
+    try:
+        return [_doc_from_json(j) for j in _read_jsonl(files / "documents.jsonl")]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"index {folder.name!r} is damaged: documents.jsonl: {_short(exc)}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +111,7 @@ class Index:
     sentence_lexical: Any = None  # rag.lexical.LexicalIndex over sentences | None
     faiss: dict[str, Any] = field(default_factory=dict)
     chunk_sentences: list[list[int]] = field(default_factory=list)  # chunk row -> sentence rows
+    version: str = ""  # the version folder it was read from ("" for the layout before versions)
 
     def __post_init__(self) -> None:
         if not self.faiss:
@@ -136,13 +156,21 @@ def _flat_index(vectors: np.ndarray) -> Any:
 
 
 def _map_chunk_sentences(chunks: list[Chunk], sentences: list[tuple[str, int, int]]) -> list[list[int]]:
+    """Sentence rows overlapping each chunk; a binary search per chunk (a document's sentences are in order)."""
     by_doc: dict[str, list[int]] = {}
     for row, (doc_id, _s, _e) in enumerate(sentences):
         by_doc.setdefault(doc_id, []).append(row)
+    ends = {d: [sentences[r][2] for r in rows] for d, rows in by_doc.items()}
     out = []
     for c in chunks:
         rows = by_doc.get(c.doc_id, [])
-        out.append([r for r in rows if sentences[r][1] < c.end and sentences[r][2] > c.start])
+        i = bisect.bisect_right(ends.get(c.doc_id, []), c.start)  # first sentence ending after the chunk starts
+        picked = []
+        while i < len(rows) and sentences[rows[i]][1] < c.end:
+            if sentences[rows[i]][2] > c.start:
+                picked.append(rows[i])
+            i += 1
+        out.append(picked)
     return out
 
 
@@ -152,15 +180,21 @@ def safe_name(channel: str) -> str:
 
 
 def write_index(index: Index) -> None:
-    """Write `index` to `index.folder` atomically: build aside, then swap folders by rename.
+    """Write `index` as a new version of `index.folder` and point its manifest at it. Hold `write_lock`.
 
-    A build killed half-way leaves only a `.tmp-*` folder behind; the previous index stays usable.
+    Layout: `<folder>/versions/<version>/` holds the files of one version (never changed once named);
+    `<folder>/manifest.json` names the current version and is replaced atomically (rename), so a reader sees
+    either the old version or the new one, whole. A build killed half-way leaves a `versions/.tmp-*` folder,
+    removed by the next write; old versions are deleted once no reader holds them (see `open_index`).
     """
     import faiss
 
     folder = index.folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
+    versions = folder / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    current = _read_pointer(folder)
+    clean_stale(folder)
+    tmp = versions / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         _write_jsonl(tmp / "documents.jsonl", (_doc_to_json(d) for d in index.documents.values()))
@@ -174,25 +208,173 @@ def write_index(index: Index) -> None:
             index.lexical.save(tmp / "lexical")
         if index.sentence_lexical is not None:
             index.sentence_lexical.save(tmp / "lexical-sentences")
-        # The manifest goes last: a folder without one is never opened.
-        _write_json(tmp / "manifest.json", index.manifest.to_json())
+        seq = _version_seq(current.get("version", "")) + 1 if current else 1
+        name = f"v{seq:06d}-{uuid.uuid4().hex[:8]}"
+        manifest = {**index.manifest.to_json(), "version": name}
+        # The manifest goes last: a version folder without one is never opened.
+        _write_json(tmp / MANIFEST, manifest)
         _fsync_dir(tmp)
-        _swap(tmp, folder)
+        os.rename(tmp, versions / name)
+        _fsync_dir(versions)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _replace_json(folder / MANIFEST, manifest)  # the switch: one atomic rename
+    clean_stale(folder)
+
+
+def clean_stale(folder: Path) -> list[str]:
+    """Delete what no reader needs: temp builds, versions other than the current one that no reader holds,
+    files of the pre-versions layout. Only call it holding `write_lock(folder)`. Returns what was deleted.
+    """
+    deleted: list[str] = []
+    current = _read_pointer(folder).get("version", "")
+    versions = folder / VERSIONS
+    if versions.is_dir():
+        for p in sorted(versions.iterdir()):
+            if p.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                shutil.rmtree(p, ignore_errors=True)
+                deleted.append(p.name)
+            elif p.name != current and current and _delete_unheld(p):
+                deleted.append(p.name)
+    if current:  # an index written before versions existed: its files sit beside the pointer
+        legacy = [folder / n for n in LEGACY_FILES] + [*folder.glob("vectors-*.faiss"), *folder.glob("sentences-*.npy")]
+        for p in legacy:
+            name = p.name
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+                deleted.append(name)
+            elif p.exists():
+                p.unlink()
+                deleted.append(name)
+    if (folder / MANIFEST).exists():  # folders of the old layout's swap, once they can't be needed
+        for p in _legacy_swap_folders(folder):
+            shutil.rmtree(p, ignore_errors=True)
+            deleted.append(p.name)
+    for p in folder.glob(f"{MANIFEST}.tmp-*"):
+        p.unlink(missing_ok=True)
+        deleted.append(p.name)
+    return deleted
+
+
+def recover_legacy_swap(folder: Path) -> bool:
+    """Finish what a writer of the old layout (folder swapped by two renames) left when it was killed between
+    them: the index folder missing, the previous one under `.old-<name>-<hex>`. Hold `write_lock(folder)`.
+    """
+    if (folder / MANIFEST).exists():
+        return False
+    olds = [p for p in _legacy_swap_folders(folder) if p.name.startswith(".old-") and (p / MANIFEST).exists()]
+    if not olds:
+        return False
+    newest = max(olds, key=lambda p: p.stat().st_mtime)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.rename(newest, folder)
+    return True
+
+
+def _legacy_swap_folders(folder: Path) -> list[Path]:
+    """`.old-<name>-<8 hex>` and `.tmp-<name>-<8 hex>` beside the folder (not those of `<name>-x`)."""
+    pattern = re.compile(rf"\.(old|tmp)-{re.escape(folder.name)}-[0-9a-f]{{8}}")
+    parent = folder.parent
+    return [p for p in parent.iterdir() if pattern.fullmatch(p.name)] if parent.is_dir() else []
+
+
+def _delete_unheld(version: Path) -> bool:
+    """Delete an old version folder unless a reader holds its lease (a shared flock on its manifest)."""
+    lease = version / MANIFEST
+    try:
+        fd = os.open(lease, os.O_RDONLY)
+    except FileNotFoundError:  # never finished: nobody can be reading it
+        shutil.rmtree(version, ignore_errors=True)
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a reader is opening it: the next write deletes it
+        # Renamed first, so a reader arriving now finds no folder and re-reads the pointer.
+        trash = version.parent / f"{TRASH_PREFIX}{version.name}"
+        os.rename(version, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: bool | None = None) -> Index:
-    """Open an index folder; refuse one built with other embedders than `embedders`."""
-    _recover(folder)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
-        raise IndexNotFound(f"no index at {folder}")
+    """Open the current version of an index; refuse one built with other embedders than `embedders`.
+
+    A reader never takes the write lock: it reads the pointer, holds a lease on the version it names while
+    it loads the files, and starts again if a writer deleted that version meanwhile (an old one).
+    """
+    for _attempt in range(OPEN_ATTEMPTS):
+        pointer = _read_manifest(folder)
+        manifest = _check(folder, pointer, embedders, lexical)
+        version = pointer.get("version")
+        if not version:  # the layout before versions: files beside the manifest
+            try:
+                return _load(folder, folder, manifest, "")
+            except _Vanished:
+                continue
+        vfolder = folder / VERSIONS / str(version)
+        try:
+            fd = os.open(vfolder / MANIFEST, os.O_RDONLY)
+        except FileNotFoundError:
+            if _read_pointer(folder).get("version") == version:
+                raise StoreError(f"index {folder.name!r} is damaged: its version {version} is missing") from None
+            continue  # deleted after we read the pointer: a newer version is current
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.fstat(fd).st_nlink == 0:
+                continue  # deleted while we waited for the lease
+            return _load(folder, vfolder, manifest, str(version))
+        except _Vanished:
+            continue
+        finally:
+            os.close(fd)
+    raise StoreError(f"index {folder.name!r} changed {OPEN_ATTEMPTS} times while it was being opened; try again")
+
+
+def current_version(folder: Path) -> tuple[int, int] | None:
+    """A cheap stamp of the current version (changes with every write), or None when there is no index."""
     try:
-        manifest = Manifest.from_json(json.loads(manifest_path.read_text("utf-8")))
-    except (ValueError, KeyError) as exc:
-        raise StoreError(f"index {folder} has a corrupt manifest.json: {exc}") from exc
+        st = os.stat(folder / MANIFEST)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+class _Vanished(Exception):
+    """A file of the version being opened disappeared (the version was replaced and deleted)."""
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise IndexNotFound(f"no index at {folder}") from None
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"index {folder.name!r} is damaged: manifest.json: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StoreError(f"index {folder.name!r} is damaged: manifest.json is not an object")
+    return data
+
+
+def _read_pointer(folder: Path) -> dict[str, Any]:
+    """The current manifest, or {} when there is none or it can't be read (a writer then replaces it)."""
+    try:
+        return _read_manifest(folder)
+    except StoreError:
+        return {}
+
+
+def _check(folder: Path, data: dict[str, Any], embedders: tuple[str, ...] | None, lexical: bool | None) -> Manifest:
+    try:
+        manifest = Manifest.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreError(f"index {folder.name!r} is damaged: manifest.json: {exc!r}") from exc
     if manifest.format_version != FORMAT_VERSION:
         raise FormatOutdated(
             f"index {folder.name} has format version {manifest.format_version}, this program reads {FORMAT_VERSION}"
@@ -201,46 +383,77 @@ def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: 
         raise IndexMismatch(
             f"index {folder.name!r} was built with embedders {','.join(manifest.embedders) or 'none'}, "
             f"but {','.join(embedders) or 'none'} were asked for. Use the same --embedders, another "
-            f"--index, or rebuild it with `newsletter-qa ingest --rebuild`."
+            f"--index, or re-index its newsletters with `newsletter-qa ingest --rebuild` (keeps them all)."
         )
     if lexical and not manifest.lexical:
-        raise IndexMismatch(f"index {folder.name!r} was built without the lexical channel; rebuild it")
+        raise IndexMismatch(
+            f"index {folder.name!r} was built without the lexical channel; re-index its newsletters with "
+            "`newsletter-qa ingest --rebuild` (keeps them all)"
+        )
+    return manifest
+
+
+def _load(folder: Path, files: Path, manifest: Manifest, version: str) -> Index:
+    """Read every file of one version; a missing file means the version went away (`_Vanished`)."""
     import faiss
 
-    documents = {d.doc_id: d for d in map(_doc_from_json, _read_jsonl(folder / "documents.jsonl"))}
-    chunks = [_chunk_from_json(j) for j in _read_jsonl(folder / "chunks.jsonl")]
-    sentences = [(j["doc_id"], j["start"], j["end"]) for j in _read_jsonl(folder / "sentences.jsonl")]
-    vectors, flat = {}, {}
-    for channel in manifest.embedders:
-        fi = faiss.read_index(str(folder / f"vectors-{safe_name(channel)}.faiss"))
-        flat[channel] = fi
-        vectors[channel] = fi.reconstruct_n(0, fi.ntotal) if fi.ntotal else np.zeros((0, fi.d), np.float32)
-    sentence_vectors = {ch: np.load(folder / f"sentences-{safe_name(ch)}.npy") for ch in manifest.embedders}
-    lex = sent_lex = None
-    if manifest.lexical:
-        from rag.lexical import LexicalIndex
+    current = "?"
+    try:
+        current = "documents.jsonl"
+        documents = {d.doc_id: d for d in map(_doc_from_json, _read_jsonl(files / current))}
+        current = "chunks.jsonl"
+        chunks = [_chunk_from_json(j) for j in _read_jsonl(files / current)]
+        current = "sentences.jsonl"
+        sentences = [(j["doc_id"], j["start"], j["end"]) for j in _read_jsonl(files / current)]
+        vectors, flat, sentence_vectors = {}, {}, {}
+        for channel in manifest.embedders:
+            current = f"vectors-{safe_name(channel)}.faiss"
+            if not (files / current).exists():
+                raise FileNotFoundError(files / current)
+            fi = faiss.read_index(str(files / current))
+            flat[channel] = fi
+            vectors[channel] = fi.reconstruct_n(0, fi.ntotal) if fi.ntotal else np.zeros((0, fi.d), np.float32)
+            current = f"sentences-{safe_name(channel)}.npy"
+            sentence_vectors[channel] = np.load(files / current)
+        lex = sent_lex = None
+        if manifest.lexical:
+            from rag.lexical import LexicalIndex
 
-        lex = LexicalIndex.load(folder / "lexical")
-        sent_lex = LexicalIndex.load(folder / "lexical-sentences")
+            current = "lexical"
+            lex = LexicalIndex.load(files / current)
+            current = "lexical-sentences"
+            sent_lex = LexicalIndex.load(files / current)
+    except FileNotFoundError as exc:
+        if version and not files.exists():
+            raise _Vanished(str(exc)) from exc
+        if not version and not (folder / MANIFEST).exists():
+            raise _Vanished(str(exc)) from exc
+        raise StoreError(f"index {folder.name!r} is damaged: {current} is missing") from exc
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise StoreError(f"index {folder.name!r} is damaged: {current}: {_short(exc)}") from exc
     for ch, v in vectors.items():
         if len(v) != len(chunks) or len(sentence_vectors[ch]) != len(sentences):
             raise StoreError(f"index {folder.name!r} is inconsistent: {ch} vectors do not match rows")
-    return Index(folder, manifest, documents, chunks, vectors, sentences, sentence_vectors, lex, sent_lex, flat)
+    index = Index(folder, manifest, documents, chunks, vectors, sentences, sentence_vectors, lex, sent_lex, flat)
+    index.version = version
+    return index
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def list_indexes(root: Path) -> list[str]:
-    """Names of the indexes under `root`."""
+    """Names of the indexes under `root` (damaged ones included: opening them says what is wrong)."""
     if not root.is_dir():
         return []
-    for p in root.iterdir():
-        if p.name.startswith(".old-"):
-            _recover(root / p.name[5:].rsplit("-", 1)[0])
-    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").exists() and not p.name.startswith("."))
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / MANIFEST).exists())
 
 
 @contextlib.contextmanager
 def write_lock(folder: Path) -> Iterator[None]:
-    """One writer per index at a time (CLI, UI admin panel, tests)."""
+    """One writer per index at a time (CLI, UI admin panel, tests); readers never take it."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{folder.name}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -250,29 +463,21 @@ def write_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _swap(tmp: Path, folder: Path) -> None:
-    old = folder.parent / f".old-{folder.name}-{uuid.uuid4().hex[:8]}"
-    if folder.exists():
-        os.rename(folder, old)
-    os.rename(tmp, folder)  # between the two renames `_recover` restores the old folder
-    _fsync_dir(folder.parent)
-    shutil.rmtree(old, ignore_errors=True)
-    for stale in folder.parent.glob(f".tmp-{folder.name}-*"):
-        if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True)
+def _version_seq(name: str) -> int:
+    m = re.match(r"v(\d+)-", name)
+    return int(m.group(1)) if m else 0
 
 
-def _recover(folder: Path) -> None:
-    """If a swap was interrupted between its two renames, put the previous index back."""
-    if (folder / "manifest.json").exists() or not folder.parent.is_dir():
-        return
-    olds = sorted(folder.parent.glob(f".old-{folder.name}-*"), key=lambda p: p.stat().st_mtime)
-    for old in reversed(olds):
-        if (old / "manifest.json").exists():
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.rename(old, folder)
-            return
+def _replace_json(path: Path, obj: Any) -> None:
+    """Write JSON beside `path`, fsync it, and rename it over `path` (atomic on POSIX)."""
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_json(tmp, obj)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -56,3 +56,24 @@ def test_offsets_are_exact_on_mixed_text(text: str, size: int, overlap: int) -> 
         assert c.text.strip() == c.text and c.text
     for s, e in split_sentences(text):
         assert text[s:e].strip() == text[s:e] and s < e
+
+
+def test_sentence_clipping_matches_the_plain_scan_and_big_sections_are_cut_in_blocks() -> None:
+    import dataclasses
+
+    import rag.chunk as ch
+    from rag.types import Meta
+
+    text = "\n\n".join(f"Paragraph {i}. It has two sentences about seminar {i}。第二句话{i}。" for i in range(400))
+    doc = Document("big", text, Meta(title="t"), "en")
+    sentences = ch.split_sentences(text)
+    small = dataclasses.replace(ch.ChunkSettings(), size=40, overlap=10)
+    seen: list[tuple[int, int]] = []
+    chunks = ch.chunk(doc, small, lambda done, total: seen.append((done, total)))
+    for c in chunks:
+        plain = tuple((max(s, c.start), min(e, c.end)) for s, e in sentences if e > c.start and s < c.end)
+        assert c.sentences == plain and text[c.start : c.end] == c.text
+    assert seen[-1] == (len(text), len(text))
+    blocks = ch._blocks(text, 0, len(text), size=5000)
+    assert len(blocks) > 3 and all(b - a <= 5000 for a, b in blocks)
+    assert all(text[b : b + 2] == "\n\n" for _a, b in blocks[:-1])

@@ -116,7 +116,11 @@ def test_index_list_and_remove(env: Path, corpus: Path, capsys) -> None:
     assert lines[0].startswith("default: 2 newsletters, ") and "embedders hash + bm25" in lines[0]
     assert [line.split()[0] for line in lines[1:]] == ["news-en", "news-zh"]
 
-    code, out, _ = run(capsys, "index", "remove", "news-en")
+    code, out, err = run(capsys, "index", "remove", "news-en")  # not confirmed: nothing removed
+    assert (code, out) == (2, "")
+    assert err.startswith("error: this would remove 1 newsletter(s) from index 'default': news-en; nothing was")
+    assert "--yes" in err
+    code, out, _ = run(capsys, "index", "remove", "news-en", "--yes")
     assert code == 0 and out.startswith("removed news-en; index 'default' now has ")
     lines = run(capsys, "index", "list")[1].splitlines()
     assert lines[0].startswith("default: 1 newsletters, ") and [line.split()[0] for line in lines[1:]] == ["news-zh"]
@@ -134,8 +138,8 @@ def test_ingest_reports_bad_files_and_indexes_the_rest(env: Path, corpus: Path, 
     scan.add_blank_page(612, 792)  # a page without a text layer, as a scanned newsletter
     scan.write(corpus / "scan.pdf")
     code, out, err = run(capsys, "ingest", str(corpus))
-    assert code == 0
-    assert out.startswith("index 'default': 2 added, 0 updated, 0 unchanged, ")
+    assert code == 3  # some files skipped: documented exit code
+    assert out.splitlines()[-1].startswith("index 'default': 2 added, 0 updated, 0 unchanged, 2 skipped; ")
     skipped = sorted(line for line in err.splitlines() if line.startswith("skipped "))
     assert skipped == [
         f"skipped {corpus / 'blob.txt'}: binary or corrupt file: contains NUL bytes and is not UTF-16 text",
@@ -144,12 +148,13 @@ def test_ingest_reports_bad_files_and_indexes_the_rest(env: Path, corpus: Path, 
     assert sorted(open_index(env / "default").documents) == ["news-en", "news-zh"]
 
 
-def test_ingest_of_only_bad_files_exits_1(env: Path, tmp_path: Path, capsys) -> None:
+def test_ingest_of_only_bad_files_exits_3_and_writes_nothing(env: Path, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "blob.txt").write_bytes(b"\x00\xff" * 64)
     code, _out, err = run(capsys, "ingest", str(folder))
-    assert code == 1 and f"skipped {folder / 'blob.txt'}: binary or corrupt file" in err
+    assert code == 3 and f"skipped {folder / 'blob.txt'}: binary or corrupt file" in err
+    assert not (env / "default" / "manifest.json").exists()
 
 
 def test_ingest_of_an_empty_folder_exits_2_and_writes_nothing(env: Path, tmp_path: Path, capsys) -> None:

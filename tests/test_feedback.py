@@ -129,3 +129,12 @@ def test_cli_feedback_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     out = tmp_path / "export.jsonl"
     assert main(["feedback", "export", "--format", "jsonl", "--out", str(out)]) == 0
     assert [json.loads(x)["answer_id"] for x in out.read_text("utf-8").splitlines()] == ["a1", "a2"]
+
+
+def test_the_rating_after_a_torn_line_is_kept(tmp_path: Path) -> None:
+    feedback.record(tmp_path, _entry(1))
+    with open(feedback.feedback_path(tmp_path), "a", encoding="utf-8") as fh:
+        fh.write('{"answer_id": "half')  # a writer killed mid-line
+    feedback.record(tmp_path, _entry(2))
+    feedback.record(tmp_path, _entry(3))
+    assert [r["answer_id"] for r in feedback.read_all(tmp_path)] == ["a1", "a2", "a3"]

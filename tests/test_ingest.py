@@ -312,7 +312,7 @@ def test_read_many_reports_duplicate_doc_ids(tmp_path: Path) -> None:
     first, second = _write(tmp_path / "x.txt", "one"), _write(tmp_path / "x.md", "two")
     docs, errors = read_many([first, second])
     assert [d.path for d in docs] == [str(first)]
-    assert [(e.path, "duplicate doc_id 'x'" in e.reason) for e in errors] == [(second, True)]
+    assert [(e.path, f"doc_id 'x' is also the id of {first}" in e.reason) for e in errors] == [(second, True)]
 
 
 def test_discover_expands_folders(tmp_path: Path) -> None:

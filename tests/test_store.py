@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
     pipeline.ingest([settings.corpus])
-    folder = settings.index_dir
+    top = json.loads((settings.index_dir / "manifest.json").read_text())
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "versions"]
+    assert [p.name for p in (settings.index_dir / "versions").iterdir()] == [top["version"]]
+    folder = settings.index_dir / "versions" / top["version"]
     names = sorted(p.name for p in folder.iterdir())
     assert names == [
         "chunks.jsonl",
@@ -33,6 +36,7 @@ def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
         "vectors-hash.faiss",
     ]
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest == top  # the pointer is a copy of the current version's manifest
     assert manifest["embedders"] == ["hash"] and manifest["dims"] == {"hash": 256}
     assert manifest["format_version"] == 3 and manifest["chunker"]["size"] == settings.chunk_size
     assert set(manifest["documents"]) == {"news-en", "news-zh"}
@@ -107,3 +111,94 @@ def test_killed_rebuild_leaves_previous_index_usable(pipeline, settings, tmp_pat
     # and the next build goes through
     pipeline.ingest([settings.corpus], rebuild=True)
     assert len(open_index(settings.index_dir, ("hash",)).chunks) == len(before.chunks)
+
+
+def _version(settings) -> str:  # type: ignore[no-untyped-def]
+    return json.loads((settings.index_dir / "manifest.json").read_text())["version"]
+
+
+def test_an_old_version_a_reader_holds_is_kept_until_the_next_write(pipeline, settings, corpus) -> None:
+    import fcntl
+
+    pipeline.ingest([corpus])
+    first = _version(settings)
+    versions = settings.index_dir / "versions"
+    fd = os.open(versions / first / "manifest.json", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # a reader in the middle of opening it
+    try:
+        (corpus / "news-en.txt").write_text("CHANGED\n\nThe seminar moved to Xi'an.\n", "utf-8")
+        pipeline.ingest([corpus])
+        second = _version(settings)
+        assert second != first and sorted(p.name for p in versions.iterdir()) == [first, second]
+    finally:
+        os.close(fd)
+    (corpus / "news-en.txt").write_text("CHANGED AGAIN\n\nThe seminar moved to Lhasa.\n", "utf-8")
+    pipeline.ingest([corpus])
+    assert [p.name for p in versions.iterdir()] == [_version(settings)]
+    assert _version(settings).startswith("v000003-")
+
+
+def test_stale_temp_copies_are_removed_at_the_next_write(pipeline, settings, corpus) -> None:
+    pipeline.ingest([corpus])
+    versions = settings.index_dir / "versions"
+    (versions / ".tmp-deadbeef").mkdir()  # a build killed half-way
+    (versions / ".tmp-deadbeef" / "chunks.jsonl").write_text("{}\n")
+    (versions / "v000009-orphan0").mkdir()  # a build killed after its rename, before the pointer moved
+    (settings.index_root / ".old-default-12345678").mkdir()  # an interrupted swap of the old layout
+    (settings.index_dir / "manifest.json.tmp-1234").write_text("{")
+    assert len(open_index(settings.index_dir, ("hash",)).chunks) > 0  # readers ignore all of it
+    pipeline.remove(["news-en"])
+    assert [p.name for p in versions.iterdir()] == [_version(settings)]
+    assert sorted(p.name for p in settings.index_root.iterdir()) == [".default.lock", "default"]
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "versions"]
+
+
+def test_a_pointer_to_a_missing_version_is_reported_as_damaged(pipeline, settings) -> None:
+    from rag.store import StoreError
+
+    pipeline.ingest([settings.corpus])
+    manifest = settings.index_dir / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "v000042-gone0000"}))
+    with pytest.raises(StoreError, match="is damaged: its version v000042-gone0000 is missing"):
+        open_index(settings.index_dir, ("hash",))
+
+
+def test_an_index_of_the_layout_before_versions_opens_and_moves_on_write(pipeline, settings, corpus) -> None:
+    import shutil
+
+    pipeline.ingest([corpus])
+    folder = settings.index_dir
+    version = folder / "versions" / _version(settings)
+    for p in version.iterdir():  # the old layout: the files beside manifest.json, no version named
+        shutil.move(p, folder / p.name)
+    shutil.rmtree(folder / "versions")
+    data = json.loads((folder / "manifest.json").read_text())
+    del data["version"]
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert sorted(open_index(folder, ("hash",)).documents) == ["news-en", "news-zh"]
+    (corpus / "extra.txt").write_text("EXTRA\n\nA third newsletter.\n", "utf-8")
+    assert pipeline.ingest([corpus]).added == ("extra",)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "versions"]
+    assert sorted(open_index(folder, ("hash",)).documents) == ["extra", "news-en", "news-zh"]
+
+
+def test_a_swap_of_the_old_layout_killed_between_its_renames_is_finished_by_the_next_write(
+    pipeline, settings, corpus
+) -> None:
+    import shutil
+
+    pipeline.ingest([corpus])
+    folder, root = settings.index_dir, settings.index_root
+    version = folder / "versions" / _version(settings)
+    old = root / ".old-default-abcdef12"  # the old layout's swap, killed after its first rename
+    shutil.move(version, old)
+    data = json.loads((old / "manifest.json").read_text())
+    del data["version"]
+    (old / "manifest.json").write_text(json.dumps(data))
+    shutil.rmtree(folder)
+    other = root / ".old-default-x-12345678"  # belongs to an index named "default-x": not ours to touch
+    other.mkdir()
+    (corpus / "extra.txt").write_text("EXTRA\n\nA third newsletter.\n", "utf-8")
+    assert pipeline.ingest([corpus / "extra.txt"]).added == ("extra",)
+    assert sorted(open_index(folder, ("hash",)).documents) == ["extra", "news-en", "news-zh"]  # nothing lost
+    assert not old.exists() and other.exists()
