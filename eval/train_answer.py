@@ -142,7 +142,11 @@ def squad_corpus(name: str, files: Sequence[Path], rng: random.Random, paragraph
             docs.append(_doc(doc_id, text, language, f"{name} {article.get('title', a)}"))
             for qa in par["qas"]:
                 answer = next(
-                    (x for x in qa["answers"] if text[x["answer_start"] : x["answer_start"] + len(x["text"])] == x["text"]),
+                    (
+                        x
+                        for x in qa["answers"]
+                        if text[x["answer_start"] : x["answer_start"] + len(x["text"])] == x["text"]
+                    ),
                     None,
                 )
                 if answer is None or not answer["text"].strip():
@@ -210,8 +214,15 @@ def scenarios(pipe: Pipeline, corpus: Corpus, bar: bool) -> list[Scenario]:
             if ambiguous:
                 continue
             out.append(
-                Scenario(item, kind, answerable and labels.any(), found.features, labels, found.top_hit,
-                         found.need.kind != "other")
+                Scenario(
+                    item,
+                    kind,
+                    answerable and labels.any(),
+                    found.features,
+                    labels,
+                    found.top_hit,
+                    found.need.kind != "other",
+                )
             )
     return out
 
@@ -349,7 +360,10 @@ def dev_rows(pipe_settings, model_path: Path, dataset: Path) -> list[dict]:  # t
 
     ds = load_dataset(dataset)
     settings = pipe_settings.replace(
-        answer_model=str(model_path), abstain_threshold=0.0, confident_threshold=0.0, corpus=ds.corpus,
+        answer_model=str(model_path),
+        abstain_threshold=0.0,
+        confident_threshold=0.0,
+        corpus=ds.corpus,
         index_name="train-dev",
     )
     pipe = Pipeline(settings)

@@ -91,9 +91,7 @@ def decide(
     )
     confidence = model.confidence(qf) if found.items else 0.0
     order = np.argsort(-logits, kind="stable")
-    scored = tuple(
-        ScoredSentence(found.items[i].row, found.items[i].hit, float(sigmoid(logits[i]))) for i in order
-    )
+    scored = tuple(ScoredSentence(found.items[i].row, found.items[i].hit, float(sigmoid(logits[i]))) for i in order)
     return Decision(scored, logits[order], confidence)
 
 
@@ -103,9 +101,9 @@ def choose(index: Index, decision: Decision, settings: AnswerSettings) -> list[S
     if not decision.sentences:
         return []
     best = float(decision.logits[0])
-    chosen = [
-        s for s, lg in zip(decision.sentences, decision.logits, strict=True) if lg >= best - settings.margin
-    ][: settings.max_sentences]
+    chosen = [s for s, lg in zip(decision.sentences, decision.logits, strict=True) if lg >= best - settings.margin][
+        : settings.max_sentences
+    ]
     for s in list(chosen):
         lead = lead_in(index, s, decision.sentences)
         if lead is not None and all(c.row != lead.row for c in chosen):

@@ -165,8 +165,12 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray:
 
 
 def question_features(
-    logits: np.ndarray, sentence_features: np.ndarray, names: tuple[str, ...], top_hit: dict[str, float],
-    asks_type: bool, question_units: int,
+    logits: np.ndarray,
+    sentence_features: np.ndarray,
+    names: tuple[str, ...],
+    top_hit: dict[str, float],
+    asks_type: bool,
+    question_units: int,
 ) -> np.ndarray:
     """The question model's inputs (QUESTION_FEATURES) from the sentence model's output."""
     col = {n: i for i, n in enumerate(names)}

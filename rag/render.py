@@ -305,9 +305,7 @@ def conversation_html(
                 names = "、".join(language_name(x, ui_lang) for x in foreign)
                 badge += f'<div class="qa-confidence">{escape(t(ui_lang, "quoted_in", language=names))}</div>'
             if answer.confidence and not streaming:
-                badge += (
-                    f'<div class="qa-confidence">{escape(t(ui_lang, "confidence"))} {answer.confidence:.0%}</div>'
-                )
+                badge += f'<div class="qa-confidence">{escape(t(ui_lang, "confidence"))} {answer.confidence:.0%}</div>'
             body = answer_html(text, [c.n for c in answer.citations], i, answer.language)
             parts.append(
                 f'<div class="{classes}" data-turn="{i}">'

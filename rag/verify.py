@@ -24,8 +24,8 @@ _DATE = re.compile(
 _AMOUNT = r"(?:\d+(?:/\d+)*|a|an|one|two|three|four|five|six|seven|eight|nine|ten|twelve|several|many|few|some)"
 _DURATION = re.compile(
     rf"\b{_AMOUNT}[- ]?(?:hours?|days?|weeks?|months?|years?|decades?|centur(?:y|ies))\b"
-    r"|[\d一二三四五六七八九十两几数百]+\s*(?:个)?(?:小时|天|日|周|星期|个月|年|世纪)|\b(?:until|since)\b|直到|至今"
-    , re.I
+    r"|[\d一二三四五六七八九十两几数百]+\s*(?:个)?(?:小时|天|日|周|星期|个月|年|世纪)|\b(?:until|since)\b|直到|至今",
+    re.I,
 )
 _MONEY = re.compile(
     r"€|\bEUR\b|\beuros?\b|\$|\bUSD\b|\bdollars?\b|\bmillion\b|\bbillion\b|万元|亿|欧元|美元|人民币", re.I
@@ -136,9 +136,7 @@ def _names_something(sentence: str) -> bool:
     from rag.lexical import analyze
 
     words = [w for w in analyze(to_simplified(sentence), "zh") if len(w) >= 2 and not w.isascii()]
-    return any(
-        cedict.is_proper_zh(w) or (len(w) <= 3 and not cedict.has(w) and cedict.is_surname(w[0])) for w in words
-    )
+    return any(cedict.is_proper_zh(w) or (len(w) <= 3 and not cedict.has(w) and cedict.is_surname(w[0])) for w in words)
 
 
 def carries(kind: str, sentence: str) -> bool:

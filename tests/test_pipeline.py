@@ -67,7 +67,16 @@ def test_first_ask_builds_the_default_index(pipeline, settings) -> None:
 
 def test_json_contract_shape(pipeline) -> None:
     d = pipeline.ask("port visas 144-hour transit").to_dict()
-    assert list(d) == ["question", "language", "abstained", "verdict", "confidence", "answer", "citations", "timings_ms"]
+    assert list(d) == [
+        "question",
+        "language",
+        "abstained",
+        "verdict",
+        "confidence",
+        "answer",
+        "citations",
+        "timings_ms",
+    ]
     assert set(d["citations"][0]) >= {
         "n",
         "doc_id",
@@ -166,7 +175,9 @@ def test_an_index_of_an_older_format_is_rebuilt_from_its_documents(pipeline, set
     assert "rebuilding it from the documents it stores" in caplog.text
 
 
-@pytest.mark.parametrize("question", ["🙂🙂🙂", "?!…", "Где прошел семинар?", "セミナーはどこで開催されましたか？", "세미나는 어디?"])
+@pytest.mark.parametrize(
+    "question", ["🙂🙂🙂", "?!…", "Где прошел семинар?", "セミナーはどこで開催されましたか？", "세미나는 어디?"]
+)
 def test_questions_in_other_languages_get_a_polite_abstention(pipeline, question: str) -> None:
     answer = pipeline.ask(question)
     assert answer.abstained and not answer.citations and answer.verdict == "abstain"
