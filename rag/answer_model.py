@@ -123,6 +123,15 @@ class AnswerModel:
         """Probability that the retrieved passages answer the question (features: QUESTION_FEATURES)."""
         return float(sigmoid(self.question.logit(features[None, :])[0]))
 
+    def record(self) -> dict[str, Any]:
+        """What reports and index manifests record of the model: version, training data hashes, thresholds."""
+        return {
+            "version": self.meta.get("version", ""),
+            "trained": self.meta.get("trained", ""),
+            "data": self.meta.get("data", {}),
+            "thresholds": {"abstain": self.thresholds.abstain, "confident": self.thresholds.confident},
+        }
+
     @property
     def version(self) -> str:
         return str(self.meta.get("version", ""))

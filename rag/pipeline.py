@@ -429,6 +429,7 @@ class Pipeline:
             documents={d: docs[d].content_hash for d in sorted(docs)},
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             counts={"documents": len(docs), "chunks": len(chunks), "sentences": len(sentences)},
+            answer_model=self.answer_settings().model.record(),
         )
         write_index(
             Index(

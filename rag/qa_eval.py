@@ -442,14 +442,11 @@ def settings_dict(settings: Settings) -> dict[str, Any]:
 
 
 def answer_model_record(pipe: Pipeline) -> dict[str, Any]:
-    """Which answer model answered: version, the hashes of its training data, its thresholds as applied."""
+    """Which answer model answered: its record (version, training data hashes) and the thresholds applied."""
     answer = pipe.answer_settings()
-    meta = answer.model.meta
     return {
         "path": pipe.settings.answer_model or "rag/models/answer.json",
-        "version": meta.get("version", ""),
-        "trained": meta.get("trained", ""),
-        "data": meta.get("data", {}),
+        **answer.model.record(),
         "abstain_below": answer.abstain_below,
         "confident_from": answer.confident_from,
     }

@@ -76,6 +76,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     created: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    answer_model: dict[str, Any] = field(default_factory=dict)  # the answer model the index was built beside
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -93,6 +94,7 @@ class Manifest:
             format_version=int(d.get("format_version", 0)),
             created=d.get("created", ""),
             counts=dict(d.get("counts", {})),
+            answer_model=dict(d.get("answer_model", {})),
         )
 
 
