@@ -410,17 +410,13 @@ class Pipeline:
                 f"embed sentences ({name})",
                 cache=cache,
             )
-        lexical = sentence_lexical = None
+        lexical = None
         if s.lexical:
             from rag.lexical import LexicalIndex
 
-            progress("lexical index", 0, 2)
+            progress("lexical index", 0, 1)
             lexical = LexicalIndex.build([c.text for c in chunks], [lang.base(c.language) for c in chunks])
-            progress("lexical index", 1, 2)
-            sentence_lexical = LexicalIndex.build(
-                [docs[d].text[a:b] for d, a, b in sentences], [docs[d].language for d, _, _ in sentences]
-            )
-            progress("lexical index", 2, 2)
+            progress("lexical index", 1, 1)
         manifest = Manifest(
             embedders=tuple(self.embedders),
             dims={name: int(v.shape[1]) for name, v in vectors.items()},
@@ -441,7 +437,7 @@ class Pipeline:
                 sentences,
                 sentence_vectors,
                 lexical,
-                sentence_lexical,
+                None,  # sentences are scored by the answer model's features, not a BM25 of their own
             )
         )
         embcache.clear(s.index_dir)  # the index now holds every vector the checkpoints held

@@ -423,8 +423,9 @@ def _load(folder: Path, files: Path, manifest: Manifest, version: str) -> Index:
 
             current = "lexical"
             lex = LexicalIndex.load(files / current)
-            current = "lexical-sentences"
-            sent_lex = LexicalIndex.load(files / current)
+            current = "lexical-sentences"  # written by indexes before the answer model; no longer needed
+            if (files / current).exists():
+                sent_lex = LexicalIndex.load(files / current)
     except FileNotFoundError as exc:
         if version and not files.exists():
             raise _Vanished(str(exc)) from exc

@@ -29,7 +29,6 @@ def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
         "chunks.jsonl",
         "documents.jsonl",
         "lexical",
-        "lexical-sentences",
         "manifest.json",
         "sentences-hash.npy",
         "sentences.jsonl",
