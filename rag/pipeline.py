@@ -301,7 +301,7 @@ class Pipeline:
         old_vectors: np.ndarray | None,
         progress: Progress,
         stage: str,
-        batch: int = 32,
+        batch: int = 128,  # big enough for e5 to sort by length and fill both cores
     ) -> np.ndarray:
         """Vectors for `texts`, copying rows of unchanged documents instead of re-embedding them."""
         dim = old_vectors.shape[1] if old_vectors is not None else None
