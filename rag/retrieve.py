@@ -187,7 +187,7 @@ def _top(scores: np.ndarray, mask: np.ndarray | None, k: int) -> list[int]:
 
 def _keep_top(scores: np.ndarray, k: int) -> np.ndarray:
     """`scores` with all but its k best positive entries set to 0 (ties broken by row, as BM25's search)."""
-    pos = np.flatnonzero(scores > 0)
+    pos = np.flatnonzero(scores > 0) if k > 0 else np.zeros(0, np.int64)
     if len(pos) > k:
         kth = np.partition(scores[pos], len(pos) - k)[len(pos) - k]
         pos = pos[scores[pos] >= kth]  # the k best and any ties with the k-th
