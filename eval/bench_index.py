@@ -39,12 +39,14 @@ class Progress:
         self.show = show
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
+        self.cpu_ended: dict[str, float] = {}
         self._last = 0.0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.perf_counter()
         start = self.started.setdefault(stage, now)
         self.ended[stage] = now
+        self.cpu_ended[stage] = _cpu()
         if not self.show or (now - self._last < 1 and done < total):
             return
         self._last = now
@@ -70,11 +72,13 @@ def run(corpus: Path, root: Path, e5_runtime: str, show: bool) -> dict[str, Any]
     report = pipe.ingest([corpus], progress=progress)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
     counts = pipe.index().manifest.counts
-    stages, prev = {}, t0
+    stages, stages_cpu, prev, prev_cpu = {}, {}, t0, c0
     for stage, end in sorted(progress.ended.items(), key=lambda kv: kv[1]):
         stages[stage] = round(end - prev, 2)
-        prev = end
+        stages_cpu[stage] = round(progress.cpu_ended[stage] - prev_cpu, 2)
+        prev, prev_cpu = end, progress.cpu_ended[stage]
     stages["write index"] = round(t0 + wall - prev, 2)
+    stages_cpu["write index"] = round(c0 + cpu - prev_cpu, 2)
     return {
         "corpus": str(corpus),
         "e5_runtime": e5_runtime,
@@ -87,6 +91,7 @@ def run(corpus: Path, root: Path, e5_runtime: str, show: bool) -> dict[str, Any]
         "chunks_per_s": round(report.chunks / wall, 2),
         "chunks_per_cpu_s": round(report.chunks / cpu, 2),
         "stages_s": stages,
+        "stages_cpu_s": stages_cpu,
         "load_average_before_after": [round(x, 2) for x in (*load0[:1], os.getloadavg()[0])],
         "cpus": os.cpu_count(),
     }
