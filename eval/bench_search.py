@@ -47,8 +47,10 @@ def tile(index: Any, n: int, seed: int = 0) -> Any:
     documents, chunks, sentences, chunk_sentences = {}, [], [], []
     for r in range(reps):
         suffix = f"~{r}" if r else ""
-        for d, doc in index.documents.items():
-            documents[d + suffix] = dataclasses.replace(doc, doc_id=d + suffix)
+        for d, doc in index.documents.items():  # each tile its own issue, so editions fold only within a tile
+            edition = doc.meta.edition_of and doc.meta.edition_of + suffix
+            meta = dataclasses.replace(doc.meta, issue=f"{doc.meta.issue}{suffix}", edition_of=edition)
+            documents[d + suffix] = dataclasses.replace(doc, doc_id=d + suffix, meta=meta)
         offset = len(sentences)
         sentences += [(d + suffix, a, b) for d, a, b in index.sentences]
         for c, rows in zip(index.chunks, index.chunk_sentences, strict=True):

@@ -289,6 +289,7 @@ def _edition_key(index: Index, chunk: Chunk) -> str:
 # ---------------------------------------------------------------- search structures, built once per opened index
 
 FLAT_MAX = 50_000  # chunks up to which a dense channel is searched exactly (FAISS flat); above, HNSW
+EXACT_POOL = 5_000  # above FLAT_MAX, a filtered pool this small is still searched exactly (by brute force)
 HNSW_M = 32  # graph degree
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128  # candidates explored per question (at least the number asked for)
@@ -395,8 +396,8 @@ class DenseSearch:
     def top(self, q: np.ndarray, k: int, mask: np.ndarray | None, st: SearchState) -> list[int]:
         """Rows of the k best vectors for `q` among those `mask` allows (all when None).
 
-        Exact whenever the pool searched holds at most FLAT_MAX vectors: an HNSW channel searches a filtered
-        pool that small by brute force over the pool (FAISS flat with a selector), and the graph otherwise.
+        Exact on a flat channel (at most FLAT_MAX vectors); an HNSW channel searches a filtered pool of at most
+        EXACT_POOL vectors exactly (FAISS flat with a selector) and a larger one through the graph.
         """
         import faiss
 
@@ -413,7 +414,7 @@ class DenseSearch:
                 return []
             bits = np.packbits(mask, bitorder="little")  # must outlive the search: the selector only points to it
             sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
-            if self.kind == "flat" or allowed <= FLAT_MAX:
+            if self.kind == "flat" or allowed <= EXACT_POOL:
                 _, ids = self._flat().search(q2, min(k, allowed), params=faiss.SearchParameters(sel=sel))
             else:
                 params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(HNSW_EF_SEARCH, k))

@@ -177,7 +177,11 @@ def test_hnsw_above_the_threshold_finds_the_same(pipeline, index, monkeypatch) -
         qv = pipeline._query_vectors(question, language)
         got = [h.chunk.chunk_id for h in search(index, question, qv, fusion, Filters(), 5, language)]
         assert got == before[question]  # a handful of vectors: the graph search is exhaustive
-        assert search(index, question, qv, fusion, Filters(language="zh"), 5, language) is not None
+        filtered = [h.chunk.chunk_id for h in search(index, question, qv, fusion, Filters(language="zh"), 5, language)]
+        monkeypatch.setattr(retrieve, "EXACT_POOL", 0)  # a filtered pool through the graph, with a selector
+        graph = [h.chunk.chunk_id for h in search(index, question, qv, fusion, Filters(language="zh"), 5, language)]
+        monkeypatch.setattr(retrieve, "EXACT_POOL", 5_000)
+        assert graph == filtered and all(c.startswith("news-zh") for c in graph)
 
 
 def test_row_map_is_built_once_per_index(index) -> None:  # type: ignore[no-untyped-def]
