@@ -406,6 +406,9 @@ class DenseSearch:
         if k <= 0:
             return []
         q2 = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
+        # One question gains nothing from an OpenMP team, whose idle threads spin on the cores the encoders
+        # need (the setting is per calling thread, so it is made on every call).
+        faiss.omp_set_num_threads(1)
         if mask is None:
             _, ids = self.faiss_index.search(q2, k)
         else:
