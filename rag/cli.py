@@ -104,8 +104,11 @@ def _pipeline(settings: Settings):  # type: ignore[no-untyped-def]
     return Pipeline(settings)
 
 
+ETA = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed} elapsed, ETA {remaining}, {rate_fmt}]"
+
+
 def _progress():  # type: ignore[no-untyped-def]
-    """A tqdm bar per stage on stderr."""
+    """A tqdm bar per stage on stderr, with the stage's ETA."""
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
@@ -113,7 +116,7 @@ def _progress():  # type: ignore[no-untyped-def]
     def update(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", file=sys.stderr, leave=True)
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", file=sys.stderr, leave=True, bar_format=ETA)
         bar.total = total
         bar.n = done
         bar.refresh()

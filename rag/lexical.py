@@ -370,6 +370,13 @@ class LexicalIndex:
 
     def search(self, query: str, k: int = 50, language: str | None = None) -> list[tuple[int, float]]:
         """Top-k (row, score), best first; scores are comparable across the two languages."""
+        scores = self.scores(query, language)
+        top = np.flatnonzero(scores > 0)
+        top = top[np.lexsort((top, -scores[top]))][: max(k, 0)]
+        return [(int(i), float(scores[i])) for i in top]
+
+    def scores(self, query: str, language: str | None = None) -> np.ndarray:
+        """Every row's score for `query` as one array (0 where nothing matches)."""
         source = base(language or detect(query))
         scores = np.zeros(len(self), np.float32)
         for target in LANGUAGES:
@@ -381,9 +388,7 @@ class LexicalIndex:
                 extra = self.translated[target].score(concepts(query, source, self.settings), self.settings)
                 s = (s + self.settings.doc_weight * extra) / (1 + self.settings.doc_weight)
             scores[rows] = s
-        top = np.flatnonzero(scores > 0)
-        top = top[np.lexsort((top, -scores[top]))][: max(k, 0)]
-        return [(int(i), float(scores[i])) for i in top]
+        return scores
 
     def save(self, folder: Path) -> None:
         """Write the index as plain files (manifest.json, one npz + vocabulary json per field), atomically."""

@@ -7,14 +7,22 @@ its best sentence cosine (the second stage) beat adding a separate sentence bonu
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from rag.lang import base, detect
 from rag.store import Index
 from rag.types import Chunk, Hit
+
+log = logging.getLogger(__name__)
 
 CROSS = "@cross"  # weights key suffix: the channel's weight on passages in the other language than the question
 
@@ -67,14 +75,27 @@ class FusionSettings:
 
 
 def allowed_rows(index: Index, filters: Filters) -> np.ndarray | None:
-    """Boolean mask of chunk rows that pass the filters, or None when nothing is filtered."""
+    """Boolean mask of chunk rows that pass the filters, or None when nothing is filtered.
+
+    Built from per-chunk arrays precomputed once per opened index (`search_state`): a language filter alone
+    is a stored mask; the others test each document (or each distinct section name) once, not each chunk.
+    """
     if not filters:
         return None
-    ok_docs = {doc_id for doc_id, d in index.documents.items() if _doc_passes(d.meta, d.language, doc_id, filters)}
-    section = filters.section.lower()
-    return np.array(
-        [c.doc_id in ok_docs and (not section or section in c.section.lower()) for c in index.chunks], dtype=bool
-    )
+    st = search_state(index)
+    if filters.language and not (filters.issue or filters.date_from or filters.date_to or filters.doc_ids):
+        mask = st.language_mask(base(filters.language))
+    else:
+        ok = np.array(
+            [_doc_passes(index.documents[d].meta, index.documents[d].language, d, filters) for d in st.doc_ids],
+            dtype=bool,
+        )
+        mask = ok[st.chunk_doc] if len(ok) else np.zeros(st.n, bool)
+    if filters.section:
+        section = filters.section.lower()
+        ok_sections = np.array([section in name for name in st.sections], dtype=bool)
+        mask = mask & ok_sections[st.chunk_section]
+    return mask
 
 
 def _doc_passes(meta, language: str, doc_id: str, f: Filters) -> bool:  # type: ignore[no-untyped-def]
@@ -110,25 +131,26 @@ def search(
     if mask is not None and not mask.any():
         return []
     language = base(prefer_language or detect(query))
+    st = search_state(index)
     active = [ch for ch in query_vectors if fusion.weight(ch) or fusion.weight(ch, cross=True)]
-    scores: dict[str, np.ndarray] = {ch: index.vectors[ch] @ query_vectors[ch] for ch in active}
     candidates: set[int] = set()
-    for s in scores.values():
-        candidates.update(_top(s, mask, fusion.candidates))
+    for ch in active:  # each dense channel's own top candidates, from FAISS (exact below FLAT_MAX chunks)
+        candidates.update(st.dense(index, ch).top(query_vectors[ch], fusion.candidates, mask, st))
+    lex: np.ndarray | None = None
     if index.lexical is not None and (fusion.weight("bm25") or fusion.weight("bm25", cross=True)):
-        lex = np.zeros(n, np.float32)
-        # A filtered pool needs every match: the top ones overall may all lie outside it.
-        depth = n if mask is not None else max(fusion.candidates * 5, 200)
-        for row, score in index.lexical.search(query, k=depth, language=language):
-            lex[row] = score
-        scores["bm25"] = lex
+        lex = index.lexical.scores(query, language=language)
+        if mask is None:  # BM25 keeps only its top matches (the filtered pool needs every match)
+            lex = _keep_top(lex, max(fusion.candidates * 5, 200))
         candidates.update(r for r in _top(lex, mask, fusion.candidates) if lex[r] > 0)
     rows = np.array(sorted(candidates), dtype=np.int64)
     if mask is not None:
         rows = rows[mask[rows]]
     if not len(rows):
         return []
-    per_channel = {ch: s[rows] for ch, s in scores.items()}
+    # Cosines of the candidates only: the fused scores never need the rest of the archive.
+    per_channel = {ch: index.vectors[ch][rows] @ query_vectors[ch] for ch in active}
+    if lex is not None:
+        per_channel["bm25"] = lex[rows]
     fused_inputs = dict(per_channel)
     if fusion.rerank:
         for ch in active:
@@ -138,7 +160,7 @@ def search(
                 has = ~np.isnan(best)
                 a = fusion.sentence_weight
                 fused_inputs[ch] = np.where(has, (1 - a) * per_channel[ch] + a * np.nan_to_num(best), per_channel[ch])
-    cross = np.array([base(index.chunks[r].language) != language for r in rows], dtype=bool)
+    cross = st.chunk_language[rows] != language
     if cross.any():
         for ch, offset in fusion.cross_offsets.items():
             if ch in fused_inputs and offset:
@@ -162,6 +184,18 @@ def _top(scores: np.ndarray, mask: np.ndarray | None, k: int) -> list[int]:
     k = min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     return [int(r) for r in top if np.isfinite(scores[r])]
+
+
+def _keep_top(scores: np.ndarray, k: int) -> np.ndarray:
+    """`scores` with all but its k best positive entries set to 0 (ties broken by row, as BM25's search)."""
+    pos = np.flatnonzero(scores > 0) if k > 0 else np.zeros(0, np.int64)
+    if len(pos) > k:
+        kth = np.partition(scores[pos], len(pos) - k)[len(pos) - k]
+        pos = pos[scores[pos] >= kth]  # the k best and any ties with the k-th
+        pos = pos[np.lexsort((pos, -scores[pos]))][:k]
+    out = np.zeros_like(scores)
+    out[pos] = scores[pos]
+    return out
 
 
 def _fuse(per_channel: Mapping[str, np.ndarray], fusion: FusionSettings, cross: np.ndarray) -> np.ndarray:
@@ -204,7 +238,7 @@ def fold_editions(index: Index, hits: Sequence[Hit], threshold: float, prefer_la
     """Show a passage found in several editions of one issue once, naming the other editions."""
     if not index.vectors or len(hits) < 2:
         return list(hits)
-    row_of = {c.chunk_id: i for i, c in enumerate(index.chunks)}
+    row_of = row_map(index)
     return _fold(index, hits, np.array([row_of[h.chunk.chunk_id] for h in hits]), threshold, prefer_language)
 
 
@@ -251,3 +285,178 @@ def _edition_key(index: Index, chunk: Chunk) -> str:
     if doc is None:
         return ""
     return doc.meta.edition_of or f"{doc.meta.title}|{doc.meta.issue}"
+
+
+# ---------------------------------------------------------------- search structures, built once per opened index
+
+FLAT_MAX = 50_000  # chunks up to which a dense channel is searched exactly (FAISS flat); above, HNSW
+EXACT_POOL = 5_000  # above FLAT_MAX, a filtered pool this small is still searched exactly (by brute force)
+HNSW_M = 32  # graph degree
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128  # candidates explored per question (at least the number asked for)
+
+
+def row_map(index: Index) -> dict[str, int]:
+    """chunk_id → row, built once per opened index (not per question)."""
+    return search_state(index).row_of
+
+
+def search_info(index: Index) -> dict[str, str]:
+    """The dense search each channel uses on this index ("flat" or "hnsw M=… efSearch=…"), building it."""
+    st = search_state(index)
+    return {ch: st.dense(index, ch).describe() for ch in index.vectors}
+
+
+def search_state(index: Index) -> SearchState:
+    """The per-index arrays and FAISS structures search uses, cached on the Index object."""
+    st = index.__dict__.get("_search_state")
+    if st is None or st.n != len(index.chunks):
+        with _STATE_LOCK:
+            st = index.__dict__.get("_search_state")
+            if st is None or st.n != len(index.chunks):
+                st = SearchState.of(index)
+                index.__dict__["_search_state"] = st
+    return st
+
+
+_STATE_LOCK = threading.Lock()
+
+
+@dataclass
+class SearchState:
+    """Precomputed per-chunk arrays: row map, languages, documents and sections as integer codes."""
+
+    n: int
+    row_of: dict[str, int]
+    chunk_language: np.ndarray  # base language per chunk ("en" / "zh")
+    doc_ids: list[str]
+    chunk_doc: np.ndarray  # position in doc_ids per chunk
+    sections: list[str]  # distinct section names, lower-cased
+    chunk_section: np.ndarray  # position in sections per chunk
+    _masks: dict[str, np.ndarray] = field(default_factory=dict)
+    _dense: dict[str, DenseSearch] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, index: Index) -> SearchState:
+        doc_ids = sorted(index.documents)
+        doc_pos = {d: i for i, d in enumerate(doc_ids)}
+        section_pos: dict[str, int] = {}
+        chunk_section = np.array(
+            [section_pos.setdefault(c.section.lower(), len(section_pos)) for c in index.chunks], dtype=np.int32
+        )
+        return cls(
+            n=len(index.chunks),
+            row_of={c.chunk_id: i for i, c in enumerate(index.chunks)},
+            chunk_language=np.array([base(c.language) for c in index.chunks], dtype="<U8"),
+            doc_ids=doc_ids,
+            chunk_doc=np.array([doc_pos.get(c.doc_id, -1) for c in index.chunks], dtype=np.int64),
+            sections=list(section_pos),
+            chunk_section=chunk_section,
+        )
+
+    def language_mask(self, language: str) -> np.ndarray:
+        mask = self._masks.get(language)
+        if mask is None:
+            mask = self._masks[language] = self.chunk_language == language
+        return mask
+
+    def dense(self, index: Index, channel: str) -> DenseSearch:
+        ds = self._dense.get(channel)
+        if ds is None:
+            with self._lock:
+                ds = self._dense.get(channel)
+                if ds is None:
+                    ds = self._dense[channel] = DenseSearch.of(index, channel)
+        return ds
+
+
+@dataclass
+class DenseSearch:
+    """One channel's nearest-neighbour search: FAISS flat (exact) up to FLAT_MAX vectors, HNSW above."""
+
+    kind: str
+    vectors: np.ndarray
+    faiss_index: Any
+
+    @classmethod
+    def of(cls, index: Index, channel: str) -> DenseSearch:
+        vectors = index.vectors[channel]
+        if len(vectors) <= FLAT_MAX:
+            flat = index.faiss.get(channel)
+            if flat is None or flat.ntotal != len(vectors):
+                from rag.store import _flat_index
+
+                flat = _flat_index(vectors)
+            return cls("flat", vectors, flat)
+        return cls("hnsw", vectors, _hnsw(index, channel, vectors))
+
+    def describe(self) -> str:
+        return "flat" if self.kind == "flat" else f"hnsw M={HNSW_M} efSearch={HNSW_EF_SEARCH}"
+
+    def top(self, q: np.ndarray, k: int, mask: np.ndarray | None, st: SearchState) -> list[int]:
+        """Rows of the k best vectors for `q` among those `mask` allows (all when None).
+
+        Exact on a flat channel (at most FLAT_MAX vectors); an HNSW channel searches a filtered pool of at most
+        EXACT_POOL vectors exactly (FAISS flat with a selector) and a larger one through the graph.
+        """
+        import faiss
+
+        n = len(self.vectors)
+        k = min(k, n)
+        if k <= 0:
+            return []
+        q2 = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
+        # One question gains nothing from an OpenMP team, whose idle threads spin on the cores the encoders
+        # need (the setting is per calling thread, so it is made on every call).
+        faiss.omp_set_num_threads(1)
+        if mask is None:
+            _, ids = self.faiss_index.search(q2, k)
+        else:
+            allowed = int(mask.sum())
+            if not allowed:
+                return []
+            bits = np.packbits(mask, bitorder="little")  # must outlive the search: the selector only points to it
+            sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+            if self.kind == "flat" or allowed <= EXACT_POOL:
+                _, ids = self._flat().search(q2, min(k, allowed), params=faiss.SearchParameters(sel=sel))
+            else:
+                params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(HNSW_EF_SEARCH, k))
+                _, ids = self.faiss_index.search(q2, k, params=params)
+        return [int(r) for r in ids[0] if r >= 0]
+
+    def _flat(self) -> Any:
+        """The exact index: the flat one, or the HNSW graph's own vector storage."""
+        import faiss
+
+        return self.faiss_index if self.kind == "flat" else faiss.downcast_index(self.faiss_index.storage)
+
+
+def _hnsw(index: Index, channel: str, vectors: np.ndarray) -> Any:
+    """An HNSW graph over `vectors`, read from the index folder when one was built for the same vectors."""
+    import faiss
+
+    digest = hashlib.blake2b(np.ascontiguousarray(vectors).data, digest_size=8).hexdigest()
+    stem = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in channel)
+    path = index.folder / f"search-{stem}-hnsw{HNSW_M}-{len(vectors)}-{digest}.faiss"
+    if path.exists():
+        try:
+            hnsw = faiss.read_index(str(path))
+            if hnsw.ntotal == len(vectors):
+                hnsw.hnsw.efSearch = HNSW_EF_SEARCH
+                return hnsw
+        except RuntimeError:
+            log.warning("unreadable %s; rebuilding it", path)
+    hnsw = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    hnsw.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    hnsw.hnsw.efSearch = HNSW_EF_SEARCH
+    try:  # derived data kept beside the vectors; a folder that cannot be written just rebuilds it next time
+        for stale in index.folder.glob(f"search-{stem}-hnsw*.faiss"):
+            stale.unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        faiss.write_index(hnsw, str(tmp))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot keep the HNSW graph for %s in %s: %s", channel, index.folder, exc)
+    return hnsw
