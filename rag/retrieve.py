@@ -83,7 +83,9 @@ def allowed_rows(index: Index, filters: Filters) -> np.ndarray | None:
     if not filters:
         return None
     st = search_state(index)
-    if filters.language and not (filters.issue or filters.date_from or filters.date_to or filters.doc_ids):
+    if filters.language and not (
+        filters.issue or filters.date_from or filters.date_to or filters.doc_ids or filters.exclude
+    ):
         mask = st.language_mask(base(filters.language))
     else:
         ok = np.array(

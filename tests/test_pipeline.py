@@ -189,3 +189,10 @@ def test_answers_carry_a_confidence_and_a_verdict(pipeline) -> None:
     d = answer.to_dict()
     assert 0.0 <= d["confidence"] <= 1.0 and d["verdict"] in {"answer", "closest"}
     assert not answer.abstained and "Hangzhou" in answer.answer
+
+
+def test_exclude_filter_leaves_documents_out(pipeline) -> None:
+    hits = pipeline.search("seminar 研讨会", filters=Filters(exclude=("news-en",)))
+    assert hits and all(h.chunk.doc_id != "news-en" for h in hits)
+    zh = pipeline.search("seminar 研讨会", filters=Filters(language="zh", exclude=("news-zh",)))
+    assert zh == []
