@@ -42,7 +42,7 @@ from rag.answer_model import QUESTION_FEATURES, AnswerModel, Logistic, Threshold
 from rag.chunk import units
 from rag.features import SENTENCE_FEATURES, candidates
 from rag.pipeline import Pipeline
-from rag.retrieve import Filters, search
+from rag.retrieve import Filters, row_map, search
 from rag.settings import PROJECT_ROOT, load_settings
 from rag.types import Document, Meta
 
@@ -233,7 +233,7 @@ def _answer_rows(index, hits, item: Item) -> frozenset[int]:  # type: ignore[no-
     out = set()
     answer = item.gold[item.own_doc][1]
     for hit in hits:
-        for r in index.chunk_sentences[index.chunk_rows[hit.chunk.chunk_id]]:
+        for r in index.chunk_sentences[row_map(index)[hit.chunk.chunk_id]]:
             doc_id, a, b = index.sentences[r]
             start = item.gold.get(doc_id, (-1, ""))[0]
             if a <= start < b or (len(answer) >= 2 and answer in index.documents[doc_id].text[a:b]):

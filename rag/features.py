@@ -19,6 +19,7 @@ import numpy as np
 from rag import lexical
 from rag.chunk import units
 from rag.lang import base, to_simplified
+from rag.retrieve import row_map
 from rag.store import Index
 from rag.types import Hit
 from rag.verify import Need, need, signals
@@ -79,7 +80,7 @@ def candidates(
     seen: set[int] = set()
     for h, hit in enumerate(hits):
         doc = index.documents[hit.chunk.doc_id]
-        for r in index.chunk_sentences[index.chunk_rows[hit.chunk.chunk_id]]:
+        for r in index.chunk_sentences[row_map(index)[hit.chunk.chunk_id]]:
             _d, a, b = index.sentences[r]
             if r in seen or r in exclude or _is_heading(doc.text[a:b], hit):
                 continue

@@ -122,11 +122,6 @@ class Index:
             self.chunk_sentences = _map_chunk_sentences(self.chunks, self.sentences)
 
     @cached_property
-    def chunk_rows(self) -> dict[str, int]:
-        """Chunk id → row, built once per opened index."""
-        return {c.chunk_id: i for i, c in enumerate(self.chunks)}
-
-    @cached_property
     def doc_sentence_rows(self) -> dict[str, list[int]]:
         """Document id → its sentence rows, in text order."""
         out: dict[str, list[int]] = {}
