@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,7 @@ class Pipeline:
         self._index: Index | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._index_stamp: float | None = None
+        self._reopen = threading.Lock()  # one thread opens a new index version; the others keep the old one
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -98,18 +100,38 @@ class Pipeline:
 
     # -- index ----------------------------------------------------------------------------------
     def index(self) -> Index:
-        """The opened index (reopened when another process rewrote it); built from the sample if absent."""
+        """The opened index (reopened when another process rewrote it); built from the sample if absent.
+
+        Readers never wait for a writer: while a new version is being swapped in or opened by another
+        thread, callers that already hold a version keep answering from it.
+        """
+        manifest = self.settings.index_dir / "manifest.json"
+        current = self._index
+        if current is not None:
+            stamp = manifest.stat().st_mtime if manifest.exists() else None
+            if stamp is None or stamp == self._index_stamp:  # None: a writer is between its two renames
+                return current
+            if not self._reopen.acquire(blocking=False):
+                return current
+        else:
+            self._reopen.acquire()
+        try:
+            return self._open_current()
+        finally:
+            self._reopen.release()
+
+    def _open_current(self) -> Index:
         folder = self.settings.index_dir
         manifest = folder / "manifest.json"
         stamp = manifest.stat().st_mtime if manifest.exists() else None
         if self._index is not None and stamp == self._index_stamp:
             return self._index
         try:
-            self._index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
         except FormatOutdated as exc:  # derived data: rebuild it from the cleaned documents it stores
             log.warning("%s; rebuilding it from the documents it stores", exc)
             self.update(stored_documents(folder), rebuild=True)
-            self._index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
         except IndexNotFound:
             if self.settings.index_name != "default":
                 existing = list_indexes(self.settings.index_root)
@@ -117,9 +139,10 @@ class Pipeline:
                     f"unknown index {self.settings.index_name!r}; existing: {', '.join(existing) or 'none'}"
                 ) from None
             self.ingest([self.settings.corpus])
-            self._index = open_index(folder, tuple(self.embedders), self.settings.lexical)
-        self._index_stamp = (folder / "manifest.json").stat().st_mtime
-        return self._index
+            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+        stamp = (folder / "manifest.json").stat().st_mtime
+        self._index, self._index_stamp = index, stamp
+        return index
 
     def ingest(
         self,
@@ -172,7 +195,7 @@ class Pipeline:
                 merged[doc.doc_id] = doc
             removed = sorted(set(old.documents) - set(merged)) if old else []
             n_chunks, embedded = self._write(merged, old, progress)
-        self._index = None
+        self._index_stamp = None  # reopen on next use; until then readers keep the old version
         return IngestReport(
             added=tuple(added),
             updated=tuple(updated),
@@ -201,7 +224,7 @@ class Pipeline:
                 )
             docs = {k: v for k, v in old.documents.items() if k not in doc_ids}
             n, _ = self._write(docs, old, _no_progress)
-        self._index = None
+        self._index_stamp = None  # reopen on next use; until then readers keep the old version
         return IngestReport(removed=tuple(doc_ids), chunks=n, seconds=time.perf_counter() - t0)
 
     def _open_existing(self) -> Index | None:
