@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ def build_app(service: Service, gate: Gate) -> gr.Blocks:
         hidden = {"api_visibility": "private"}
         ask_opts = {"concurrency_limit": 8, "show_progress": "hidden", **hidden}
 
-        def stream_answer(question, k, language, issue, date_from, date_to, sess, request: gr.Request):  # type: ignore[no-untyped-def]
+        def stream_answer(question, k, language, issue, date_from, date_to, sess, request: gr.Request):  # type: ignore
             yield from cb.ask(question, k, language, issue, date_from, date_to, sess, who=request)
 
         for trigger in (c["send"].click, c["question"].submit):
@@ -231,8 +232,8 @@ def build_app(service: Service, gate: Gate) -> gr.Blocks:
         ui_choice.input(cb.set_language, [ui_choice, session], [chat, sources, session, *labelled], **hidden)
         c["clear"].click(cb.clear, session, [chat, sources, notice, session], **hidden)
         rate_out = [feedback_status, session, c["up"], c["down"]]
-        c["up"].click(lambda comment, sess: cb.rate("up", comment, sess), [c["comment"], session], rate_out, **hidden)
-        c["down"].click(lambda comment, sess: cb.rate("down", comment, sess), [c["comment"], session], rate_out, **hidden)
+        for rating in ("up", "down"):
+            c[rating].click(partial(cb.rate, rating), [c["comment"], session], rate_out, **hidden)
         for trigger in (c["send_comment"].click, c["comment"].submit):
             trigger(cb.send_comment, [c["comment"], session], [feedback_status, c["comment"]], **hidden)
 

@@ -188,8 +188,9 @@ def create_api(service: Service, gate: Gate, metrics: Metrics | None = None) -> 
         response = await call_next(request)
         route = request.scope.get("route")
         label = getattr(route, "path", "") or "other"
-        api.state.metrics.observe(label if label != "/" else "ui", request.method, response.status_code,
-                                  time.perf_counter() - t0)
+        api.state.metrics.observe(
+            label if label != "/" else "ui", request.method, response.status_code, time.perf_counter() - t0
+        )
         return response
 
     def principal(request: Request) -> Principal:
@@ -307,7 +308,9 @@ def create_api(service: Service, gate: Gate, metrics: Metrics | None = None) -> 
         for prefix in stream_prefixes(answer.answer):
             pieces.append(prefix[len(sent) :])
             sent = prefix
-        events = [f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in openai_compat.chunks(answer, body.model, pieces)]
+        events = [
+            f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in openai_compat.chunks(answer, body.model, pieces)
+        ]
         return StreamingResponse(iter([*events, "data: [DONE]\n\n"]), media_type="text/event-stream")
 
     @api.post("/v1/widget/token", response_model=TokenOut, responses=ERRORS, tags=["widget"])

@@ -283,7 +283,9 @@ class Service:
         size = src.stat().st_size / 1024 / 1024
         mb = self.settings.max_upload_mb
         if size > mb:
-            return Refusal(name, "too_big", f"{size:.1f} MB; the limit is {mb} MB", {"name": name, "size": size, "mb": mb})
+            return Refusal(
+                name, "too_big", f"{size:.1f} MB; the limit is {mb} MB", {"name": name, "size": size, "mb": mb}
+            )
         sniffed = _sniff(src, ext)
         if sniffed:
             return _unreadable(name, sniffed)
@@ -296,7 +298,7 @@ class Service:
 
     @staticmethod
     def _keep_metadata(path: Path, previous: Document | None, given: dict[str, str]) -> None:
-        """A sidecar so that a re-upload keeps the stored title, issue and period unless the file or caller sets them."""
+        """A sidecar: a re-upload keeps the stored title, issue and period unless the file or caller sets them."""
         explicit: set[str] = set()
         if path.suffix.lower() == ".md":
             front, _ = split_front_matter(path.read_text("utf-8", errors="replace"))
@@ -313,7 +315,9 @@ class Service:
         """Store one rating or comment; the comment is length-limited (BadRequest beyond the limit)."""
         comment = str(entry.get("comment") or "").strip()
         if len(comment) > self.settings.max_comment_chars:
-            raise BadRequest(f"the comment is {len(comment)} characters; the limit is {self.settings.max_comment_chars}")
+            raise BadRequest(
+                f"the comment is {len(comment)} characters; the limit is {self.settings.max_comment_chars}"
+            )
         if entry.get("rating") not in (None, "up", "down"):
             raise BadRequest("rating must be 'up' or 'down'")
         feedback.record(self.settings.data_dir, {**entry, "comment": comment})

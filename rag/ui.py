@@ -185,8 +185,14 @@ class Callbacks:
             filters = self.filters(language, issue, date_from, date_to, ui_lang)
             self.gate.count_ask(self._caller(who))
         except RateLimited as exc:
-            yield (skip, skip, render.notice_html(render.t(ui_lang, "too_many", seconds=exc.retry_after), "warn"),
-                   skip, session, *rest)
+            yield (
+                skip,
+                skip,
+                render.notice_html(render.t(ui_lang, "too_many", seconds=exc.retry_after), "warn"),
+                skip,
+                session,
+                *rest,
+            )
             return
         except (InvalidQuestion, ValueError) as exc:
             yield (skip, skip, render.notice_html(str(exc), "warn"), skip, session, *rest)

@@ -8,10 +8,13 @@ Everything is rendered with `textContent`, inside a shadow root.
 SCRIPT = r"""(() => {
   const base = new URL(document.currentScript ? document.currentScript.src : location.href).origin;
   const css = `
-    :host { font: 14px/1.5 system-ui, sans-serif; position: fixed; right: 18px; bottom: 18px; z-index: 2147483000; }
-    button.toggle { border-radius: 999px; padding: 10px 16px; border: 0; background: #2563eb; color: #fff; cursor: pointer; }
+    :host { font: 14px/1.5 system-ui, sans-serif; position: fixed; right: 18px; bottom: 18px;
+      z-index: 2147483000; }
+    button.toggle { border-radius: 999px; padding: 10px 16px; border: 0; background: #2563eb; color: #fff;
+      cursor: pointer; }
     .panel { display: none; width: 360px; max-height: 70vh; overflow: auto; background: #fff; color: #111;
-      border: 1px solid #cbd5e1; border-radius: 12px; box-shadow: 0 10px 30px rgba(0,0,0,.2); padding: 12px; margin-bottom: 8px; }
+      border: 1px solid #cbd5e1; border-radius: 12px; box-shadow: 0 10px 30px rgba(0,0,0,.2); padding: 12px;
+      margin-bottom: 8px; }
     :host([open]) .panel { display: block; }
     form { display: flex; gap: 6px; } input { flex: 1; padding: 6px 8px; }
     .answer { white-space: pre-wrap; margin: 10px 0; } .error { color: #b91c1c; }

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from rag import feedback
-from rag.embed import HashEmbedder
 from rag.auth import gate_for
+from rag.embed import HashEmbedder
 from rag.pipeline import Pipeline
 from rag.service import Service
 from rag.settings import Settings

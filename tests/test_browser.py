@@ -18,8 +18,10 @@ from conftest import write_corpus
 from test_app import free_port, load_app_module
 
 from rag import feedback
+from rag.auth import gate_for
 from rag.embed import HashEmbedder
 from rag.pipeline import Pipeline
+from rag.service import Service
 from rag.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -28,6 +30,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_FILE = ROOT / "docs" / "ui-latency.json"
 LATENCY_BUDGET_MS = 1000
+ADMIN_PASSWORD = "s3cret-admin"
 
 HOSTILE_TEXT = """HOSTILE BULLETIN
 
@@ -66,19 +69,26 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         json.dumps({"title": "Hostile <img src=x onerror=alert(1)> Bulletin", "issue": "66", "language": "en"}),
         "utf-8",
     )
+    page_port = free_port()  # a second origin, for the widget: allowed on 127.0.0.1, not on localhost
     settings = Settings(
-        corpus=corpus, index_root=tmp / "index", data_dir=tmp / "var", embedders=("hash",), abstain_threshold=0.05
+        corpus=corpus,
+        index_root=tmp / "index",
+        data_dir=tmp / "var",
+        embedders=("hash",),
+        abstain_threshold=0.05,
+        admin_password=ADMIN_PASSWORD,
+        allowed_origins=(f"http://127.0.0.1:{page_port}",),
     )
     pipe = Pipeline(settings, {"hash": HashEmbedder()})
     pipe.warm_up()
     appmod = load_app_module()
-    app = appmod.build_app(pipe, settings)
+    app = appmod.build_app(Service(pipe), gate_for(settings, "127.0.0.1"))
     port = free_port()
-    appmod.serve(app, settings, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    server = appmod.serve(app, "127.0.0.1", port, quiet=True)
     try:
-        yield f"http://127.0.0.1:{port}", settings
+        yield f"http://127.0.0.1:{port}", settings, page_port
     finally:
-        app.close()
+        server.close()
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +128,26 @@ def ask(page, question: str, turn: int) -> str:  # type: ignore[no-untyped-def]
     return page.inner_text(f'.qa-turn[data-turn="{turn}"] .qa-bot .answer-text')
 
 
+def close_viewer_with_the_mouse(page) -> None:  # type: ignore[no-untyped-def]
+    """What a user does: the Close button is on screen where the mouse clicks (no scrolling into view)."""
+    modal = page.locator("#doc-modal")
+    box = page.locator("#close-doc").bounding_box()
+    view = page.viewport_size
+    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= view["height"], box
+    assert 0 <= box["x"] and box["x"] + box["width"] <= view["width"], box
+    # The wheel scrolls the newsletter (the modal or its viewer), not nothing.
+    before = page.evaluate("document.querySelector('#doc-modal').scrollTop")
+    page.mouse.move(view["width"] / 2, view["height"] / 2)
+    page.mouse.wheel(0, -400)
+    page.wait_for_timeout(200)
+    after = page.evaluate("document.querySelector('#doc-modal').scrollTop")
+    assert after < before or before == 0
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    modal.wait_for(state="hidden", timeout=5_000)
+
+
 def test_journey_in_a_real_browser(served, browser) -> None:  # type: ignore[no-untyped-def]
-    url, settings = served
+    url, settings, _page_port = served
     host = urlparse(url).netloc
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     requests: list[str] = []
@@ -154,7 +182,14 @@ def test_journey_in_a_real_browser(served, browser) -> None:  # type: ignore[no-
                    return m.top >= v.top - 1 && m.top < v.bottom; }""",
         timeout=5_000,
     )
-    page.click("#close-doc")
+    close_viewer_with_the_mouse(page)
+    card.locator("button.open-doc").click()  # again: Esc closes it
+    page.locator("#doc-viewer #doc-passage").wait_for(state="visible", timeout=10_000)
+    page.keyboard.press("Escape")
+    page.locator("#doc-modal").wait_for(state="hidden", timeout=5_000)
+    card.locator("button.open-doc").click()  # and a click outside it
+    page.locator("#doc-viewer #doc-passage").wait_for(state="visible", timeout=10_000)
+    page.mouse.click(8, 500)
     page.locator("#doc-modal").wait_for(state="hidden", timeout=5_000)
 
     # Feedback: thumbs up, then a comment; both land in feedback.jsonl.
@@ -202,7 +237,7 @@ def test_journey_in_a_real_browser(served, browser) -> None:  # type: ignore[no-
     time.sleep(0.5)  # give any injected handler (img onerror, svg onload) time to fire
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert page.locator("#doc-viewer img, #doc-viewer script, #doc-viewer svg, #qa-sources img").count() == 0
-    page.click("#close-doc")
+    close_viewer_with_the_mouse(page)
 
     # An abstention reads as a plain answer, not an error.
     ask(page, "zebra quokka?", 3)  # words the hash embedder finds nowhere in the corpus
@@ -248,11 +283,12 @@ def test_journey_in_a_real_browser(served, browser) -> None:  # type: ignore[no-
 
 
 def test_admin_tab_uploads_lists_and_removes(served, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    url, settings = served
+    url, settings, _page_port = served
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
     page.wait_for_selector("#question textarea", timeout=30_000)
     page.get_by_role("tab", name="Admin").click()
+    page.fill("#admin-password input", ADMIN_PASSWORD)
     table = page.locator("#admin-documents table")
     table.wait_for(state="visible", timeout=10_000)
     text = table.inner_text()
@@ -279,6 +315,11 @@ def test_admin_tab_uploads_lists_and_removes(served, browser, tmp_path: Path) ->
 
     page.click("#admin-remove-choice input")
     page.get_by_role("option", name="infobites · INFOBITES").click()
+    page.click("#admin-remove")
+    page.wait_for_function(
+        "document.querySelector('#admin-status').innerText.includes('Press Remove again')", timeout=30_000
+    )
+    assert "infobites" in page.inner_text("#admin-documents")  # nothing removed on one click
     page.click("#admin-remove")
     page.wait_for_function(
         "document.querySelector('#admin-status').innerText.includes('Removed infobites')", timeout=30_000
