@@ -69,6 +69,10 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         json.dumps({"title": "Hostile <img src=x onerror=alert(1)> Bulletin", "issue": "66", "language": "en"}),
         "utf-8",
     )
+    filler = "\n\n".join(f"Paragraph {i} reports routine project meetings and training sessions." for i in range(400))
+    (corpus / "long.txt").write_text(
+        f"LONG BULLETIN\n\n{filler}\n\nThe quokka census of Rottnest Island counted 12,000 animals.\n", "utf-8"
+    )
     page_port = free_port()  # a second origin, for the widget: allowed on 127.0.0.1, not on localhost
     settings = Settings(
         corpus=corpus,
@@ -205,19 +209,26 @@ def test_journey_in_a_real_browser(served, browser) -> None:  # type: ignore[no-
     assert rows[0]["question"].startswith("Where was the Seminar") and rows[0]["citations"]
     assert rows[0]["ui_language"] == "en" and rows[0]["settings"]["embedders"] == ["hash"]
 
+    # A long newsletter opened at its end: the Close button is still on screen, under the mouse.
+    ask(page, "How many animals did the quokka census of Rottnest Island count?", 1)
+    page.locator('#qa-sources .source-card[data-doc="long"] button.open-doc').first.click()
+    page.locator("#doc-viewer #doc-passage").wait_for(state="visible", timeout=10_000)
+    page.wait_for_timeout(400)  # the passage is scrolled into view
+    close_viewer_with_the_mouse(page)
+
     # Chinese question: Chinese answer, and the interface follows into Chinese.
-    answer = ask(page, "边境管理研讨会在哪里举行？", 1)
+    answer = ask(page, "边境管理研讨会在哪里举行？", 2)
     assert "北京" in answer
     page.wait_for_function("document.querySelector('#send').innerText.trim() === '提问'", timeout=5_000)
     assert "来源" in page.inner_text("#qa-sources")
     assert page.locator("#ui-language input[value='简体中文']").is_checked()
 
     # The hostile newsletter: its markup is shown as text and nothing in it runs.
-    ask(page, "<img src=x onerror=alert(1)> malicious payloads evil bulletin", 2)
+    ask(page, "<img src=x onerror=alert(1)> malicious payloads evil bulletin", 3)
     sources = page.inner_text("#qa-sources")
     assert "<script>alert(1)</script>" in sources and "<img src=x onerror=alert(1)>" in sources
     assert "Hostile <img src=x onerror=alert(1)> Bulletin" in sources
-    assert "<img src=x onerror=alert(1)> malicious" in page.inner_text(".qa-turn[data-turn='2'] .qa-user")
+    assert "<img src=x onerror=alert(1)> malicious" in page.inner_text(".qa-turn[data-turn='3'] .qa-user")
     page.locator('#qa-sources .source-card[data-doc="hostile"] button.open-doc').first.click()
     page.locator("#doc-viewer #doc-passage").wait_for(state="visible", timeout=10_000)
     page.wait_for_function(
@@ -240,9 +251,9 @@ def test_journey_in_a_real_browser(served, browser) -> None:  # type: ignore[no-
     close_viewer_with_the_mouse(page)
 
     # An abstention reads as a plain answer, not an error.
-    ask(page, "zebra quokka?", 3)  # words the hash embedder finds nowhere in the corpus
-    assert page.locator(".qa-turn[data-turn='3'] .qa-bot.qa-abstain").is_visible()
-    assert "The newsletters don't say" in page.inner_text(".qa-turn[data-turn='3'] .qa-bot")
+    ask(page, "zebra walrus?", 4)  # words the hash embedder finds nowhere in the corpus
+    assert page.locator(".qa-turn[data-turn='4'] .qa-bot.qa-abstain").is_visible()
+    assert "The newsletters don't say" in page.inner_text(".qa-turn[data-turn='4'] .qa-bot")
     assert page.locator("#qa-notice .qa-notice").count() == 0 and page.locator("#qa-sources .source-card").count() == 0
 
     # Warm latency: press send → first answer text on screen, over five more questions.
@@ -253,10 +264,10 @@ def test_journey_in_a_real_browser(served, browser) -> None:  # type: ignore[no-
         "port visas 144-hour transit",
         "When was the border management seminar held?",
     ]
-    for i, q in enumerate(questions, start=4):
+    for i, q in enumerate(questions, start=5):
         ask(page, q, i)
     times = page.evaluate("window.__qaTimes")
-    warm = [times[str(i)] for i in range(4, 4 + len(questions))]
+    warm = [times[str(i)] for i in range(5, 5 + len(questions))]
     p50 = statistics.median(warm)
     LATENCY_FILE.parent.mkdir(parents=True, exist_ok=True)
     LATENCY_FILE.write_text(
