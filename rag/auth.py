@@ -65,7 +65,7 @@ class Principal:
     def require(self, scope: str) -> None:
         if scope in self.scopes:
             return
-        if not self.scopes:
+        if not self.scopes or self.name == "anonymous":  # no credentials at all: say how to give some
             raise Unauthorized(f"this needs credentials with the {scope!r} scope (Authorization: Bearer <key>)")
         what = "the admin password or an API key with the admin scope" if scope == "admin" else f"the {scope!r} scope"
         raise Forbidden(f"this needs {what}")

@@ -327,7 +327,17 @@ def create_api(service: Service, gate: Gate, metrics: Metrics | None = None) -> 
         """The `<newsletter-qa>` web component."""
         return Response(widget.SCRIPT, media_type="text/javascript; charset=utf-8")
 
+    @api.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown(rest: str) -> None:
+        """Unknown API paths answer in the API's JSON, not with the UI's 404 page."""
+        raise _NotFound(f"no API route /v1/{rest}")
+
     return api
+
+
+class _NotFound(ServiceError):
+    status = 404
+    code = "not_found"
 
 
 class _Forbidden(ServiceError):
