@@ -17,7 +17,7 @@ import gradio as gr
 
 from rag import render
 from rag.auth import Gate, ServiceError, gate_for, refuse_to_serve
-from rag.http import create_api
+from rag.http import create_api, proxy_user
 from rag.pipeline import Pipeline
 from rag.server import Server, listen_address
 from rag.service import UPLOAD_TYPES, Service
@@ -271,6 +271,11 @@ def build_app(service: Service, gate: Gate) -> gr.Blocks:
 def asgi_app(blocks: gr.Blocks, service: Service, gate: Gate) -> Any:
     """The whole server: `/v1/*` and the UI at `/`, behind the origin checks and security headers."""
     api = create_api(service, gate)
+    login: dict[str, Any] = {
+        "proxy": {"auth_dependency": lambda request: proxy_user(gate, request) or None},
+        "login": {"auth": gate.ui_login, "auth_message": "Sign in with an API key as the password."},
+        "none": {},
+    }[gate.ui_auth()]
     gr.mount_gradio_app(
         api,
         blocks,
@@ -285,6 +290,7 @@ def asgi_app(blocks: gr.Blocks, service: Service, gate: Gate) -> Any:
         css=render.STYLE,
         js=render.PAGE_JS,
         show_error=True,
+        **login,
     )
     return SecurityMiddleware(api, gate.policy.allowed_origins)
 

@@ -278,6 +278,7 @@ class Gate:
         password: str = "",
         proxy_user: str = "",
         origin: str = "",
+        ui_user: str = "",
     ) -> Principal:
         """The caller a request speaks for; Unauthorized for a bad key or password, RateLimited for guessing."""
         p = self.policy
@@ -298,11 +299,27 @@ class Gate:
         if p.trusted_proxy_header and proxy_user:
             scopes = SCOPES if proxy_user in p.admin_users else ("ask",)
             return Principal(f"user:{proxy_user}", frozenset(scopes), address)
+        if ui_user:  # logged in to the UI (with an API key as password): may ask
+            return Principal(f"ui:{ui_user}", frozenset({"ask"}), address)
         if self.open_mode() and (p.insecure_open or is_loopback(address)):
             return Principal("local" if is_loopback(address) else "anonymous", frozenset(SCOPES), address)
         if p.local_only or p.insecure_open:
             return Principal("anonymous", frozenset({"ask"}), address)
         return Principal("anonymous", frozenset(), address)
+
+    def ui_login(self, username: str, password: str) -> bool:
+        """The UI's login form off-loopback: the password is an API key (unguessable, so no rate limit needed)."""
+        ok = self.keys.verify(password) is not None
+        if not ok:
+            log.warning("failed UI login for %r", username)
+        return ok
+
+    def ui_auth(self) -> str:
+        """How the UI pages authenticate: "proxy" (SSO header), "login" (API key as password) or "none"."""
+        p = self.policy
+        if p.trusted_proxy_header:
+            return "proxy"
+        return "none" if p.local_only or p.insecure_open else "login"
 
     def _throttle_login(self, address: str) -> None:
         """Refuse even a right password while an address is over its guessing budget."""

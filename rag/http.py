@@ -345,23 +345,29 @@ class _Forbidden(ServiceError):
     code = "origin_not_allowed"
 
 
+def proxy_user(gate: Gate, request: Any) -> str:
+    """The user an SSO reverse proxy vouches for ("" when none); only a proxy on this host is believed."""
+    header = gate.policy.trusted_proxy_header
+    peer = request.client.host if request.client else ""
+    return request.headers.get(header, "").strip() if header and is_loopback(peer) else ""
+
+
 def authenticate(gate: Gate, request: Any, password: str = "") -> Principal:
     """The principal of a FastAPI or gradio request (anything with `.headers` and `.client.host`)."""
     headers = request.headers
     peer = request.client.host if request.client else ""
     auth = headers.get("authorization", "")
     bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-    proxy_user, address = "", peer
-    header = gate.policy.trusted_proxy_header
-    if header and is_loopback(peer):  # only a proxy on this host may vouch for a user
-        proxy_user = headers.get(header, "").strip()
+    user, address = proxy_user(gate, request), peer
+    if user:
         address = headers.get("x-forwarded-for", peer).split(",")[0].strip() or peer
     return gate.authenticate(
         address,
         bearer=bearer,
         password=password or headers.get("x-admin-password", ""),
-        proxy_user=proxy_user,
+        proxy_user=user,
         origin=origin_of(headers.get("origin", "")),
+        ui_user=str(getattr(request, "username", None) or ""),
     )
 
 
@@ -425,4 +431,4 @@ def _document(d: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["BadRequest", "authenticate", "create_api"]
+__all__ = ["BadRequest", "authenticate", "create_api", "proxy_user"]

@@ -137,8 +137,8 @@ def close_viewer_with_the_mouse(page) -> None:  # type: ignore[no-untyped-def]
     modal = page.locator("#doc-modal")
     box = page.locator("#close-doc").bounding_box()
     view = page.viewport_size
-    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= view["height"], box
-    assert 0 <= box["x"] and box["x"] + box["width"] <= view["width"], box
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= view["height"], box
+    assert box["x"] >= 0 and box["x"] + box["width"] <= view["width"], box
     # The wheel scrolls the newsletter (the modal or its viewer), not nothing.
     before = page.evaluate("document.querySelector('#doc-modal').scrollTop")
     page.mouse.move(view["width"] / 2, view["height"] / 2)
