@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,7 +78,7 @@ class Pipeline:
         self._index: Index | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._index_stamp: float | None = None
-        self._reopen = threading.Lock()  # one thread opens a new index version; the others keep the old one
+        self._reopen = threading.RLock()  # one thread opens a new index version; the others keep the old one
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -119,6 +120,12 @@ class Pipeline:
             return self._open_current()
         finally:
             self._reopen.release()
+
+    @contextlib.contextmanager
+    def swapping(self) -> Iterator[None]:
+        """While a writer writes and opens the next version, readers holding a version keep answering from it."""
+        with self._reopen:
+            yield
 
     def _open_current(self) -> Index:
         folder = self.settings.index_dir

@@ -249,9 +249,11 @@ class Service:
                     for f in staging.iterdir():
                         os.replace(f, folder / f.name)
                     accepted.append(folder / name)
-                report = self.pipeline.ingest(accepted, progress=progress or _quiet) if accepted else None
-                if report is not None:
-                    self.pipeline.index()  # open the new version now, so no question pays for it
+                report = None
+                if accepted:
+                    with self.pipeline.swapping():
+                        report = self.pipeline.ingest(accepted, progress=progress or _quiet)
+                        self.pipeline.index()  # open the new version now, so no question pays for it
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if report is not None:
@@ -263,7 +265,7 @@ class Service:
     def remove(self, principal: Principal, doc_id: str) -> IngestReport:
         """Remove one newsletter; needs the admin scope. NotFound when it is not indexed."""
         principal.require("admin")
-        with self._writer:
+        with self._writer, self.pipeline.swapping():
             try:
                 report = self.pipeline.remove([doc_id])
             except KeyError as exc:

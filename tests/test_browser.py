@@ -337,3 +337,61 @@ def test_admin_tab_uploads_lists_and_removes(served, browser, tmp_path: Path) ->
     )
     assert "infobites" not in page.inner_text("#admin-documents")
     page.close()
+
+
+@pytest.fixture
+def second_origin(served, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A static intranet page on another port that embeds the widget with one script tag (no key in it)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    url, _settings, page_port = served
+    (tmp_path / "index.html").write_text(
+        f'<!doctype html><html><body><h1>Intranet</h1><script src="{url}/widget.js"></script>'
+        "<newsletter-qa></newsletter-qa></body></html>",
+        "utf-8",
+    )
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    httpd = ThreadingHTTPServer(("127.0.0.1", page_port), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield page_port
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def widget_ask(page, question: str) -> None:  # type: ignore[no-untyped-def]
+    page.click("newsletter-qa >> button.toggle")
+    page.fill("newsletter-qa >> input", question)
+    page.press("newsletter-qa >> input", "Enter")
+
+
+def test_widget_from_an_allowed_and_a_refused_origin(served, browser, second_origin) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page()
+    requests: list[tuple[str, dict]] = []
+    page.on("request", lambda r: requests.append((r.url, r.headers)))
+    page.goto(f"http://127.0.0.1:{second_origin}/")  # allowed in `allowed_origins`
+    assert "nqa_" not in page.content()  # no API key in the page
+    widget_ask(page, "Where was the Seminar on Migrant Integration held?")
+    page.wait_for_function(
+        "document.querySelector('newsletter-qa').shadowRoot.querySelector('.answer').textContent.includes('Hangzhou')",
+        timeout=15_000,
+    )
+    assert "Test Newsletter" in page.inner_text("newsletter-qa >> .sources")
+    auth = [h.get("authorization", "") for u, h in requests if u.endswith("/v1/ask")]
+    assert auth and all(a.startswith("Bearer nqw_") for a in auth)  # a short-lived widget token, not a key
+    page.close()
+
+    page = browser.new_page()
+    page.goto(f"http://localhost:{second_origin}/")  # the same page on an origin not allowed
+    widget_ask(page, "Where was the Seminar on Migrant Integration held?")
+    page.wait_for_function(
+        "document.querySelector('newsletter-qa').shadowRoot.querySelector('.answer.error') !== null",
+        timeout=15_000,
+    )
+    assert "Hangzhou" not in page.inner_text("newsletter-qa >> .answer")
+    page.close()

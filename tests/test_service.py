@@ -43,7 +43,7 @@ class SlowEmbedder(HashEmbedder):
     """Indexing takes a while (each batch sleeps); questions are instant."""
 
     def encode_documents(self, texts):  # type: ignore[no-untyped-def]
-        time.sleep(0.02)
+        time.sleep(0.05)
         return super().encode_documents(texts)
 
     def encode_queries(self, texts):  # type: ignore[no-untyped-def]
