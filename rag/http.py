@@ -46,14 +46,14 @@ class FiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     language: str = Field("", pattern=r"^(|en|zh)$")
     issue: str = Field("", max_length=50)
-    date_from: str = Field("", max_length=10, description="YYYY-MM-DD")
-    date_to: str = Field("", max_length=10, description="YYYY-MM-DD")
+    date_from: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD")
+    date_to: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD")
     section: str = Field("", max_length=200)
 
 
 class AskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    question: str = Field(..., max_length=10_000)
+    question: str = Field(..., min_length=1, max_length=2000, pattern=r"\S", description="English or Chinese")
     k: int | None = Field(None, ge=1, le=50)
     filters: FiltersIn = FiltersIn()
 
