@@ -9,8 +9,8 @@ import os
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from serving import bearer, running
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def test_api_conforms_to_its_schema(srv) -> None:  # type: ignore[no-untyped-def
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         def run(case) -> None:  # type: ignore[no-untyped-def]
             response = case.call(headers=bearer(srv["admin_key"]), timeout=30)
-            key = f"{case.method} {op.path} {response.status_code}"
+            key = f"{case.method} {case.operation.path} {response.status_code}"
             seen[key] = seen.get(key, 0) + 1
             assert response.status_code < 500, (
                 f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
