@@ -359,8 +359,8 @@ def authenticate(gate: Gate, request: Any, password: str = "") -> Principal:
     auth = headers.get("authorization", "")
     bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
     user, address = proxy_user(gate, request), peer
-    if user:
-        address = headers.get("x-forwarded-for", peer).split(",")[0].strip() or peer
+    if is_loopback(peer) and headers.get("x-forwarded-for"):  # through a proxy on this host: not a local caller
+        address = headers["x-forwarded-for"].split(",")[0].strip() or "proxied"
     return gate.authenticate(
         address,
         bearer=bearer,

@@ -149,3 +149,21 @@ def test_refusal_to_serve_and_listen_address(tmp_path: Path) -> None:
     assert listen_address("127.0.0.1", 7000, env) == ("127.0.0.1", 7000)  # flags win
     assert listen_address(None, None, {}) == ("127.0.0.1", 7860)
     assert is_loopback("::1") and is_loopback("127.0.0.2") and not is_loopback("10.0.0.1")
+
+
+def test_requests_through_a_local_proxy_are_not_local(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from rag.http import authenticate
+
+    g = gate(tmp_path)  # open mode: local callers may change the index
+
+    def request(**headers: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            headers={k.lower().replace("_", "-"): v for k, v in headers.items()},
+            client=SimpleNamespace(host="127.0.0.1"),
+        )
+
+    assert "admin" in authenticate(g, request()).scopes
+    proxied = authenticate(g, request(x_forwarded_for="10.1.2.3"))
+    assert proxied.address == "10.1.2.3" and "admin" not in proxied.scopes
