@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         "embedders": args.embedders,
         "cpus": os.cpu_count(),
         "idle": idle,
-        "during_indexing": {**during, "uploads_indexed": len(uploads), "upload_seconds": [round(s, 1) for s in uploads]},
+        "during_indexing": {
+            **during,
+            "uploads_indexed": len(uploads),
+            "upload_seconds": [round(s, 1) for s in uploads],
+        },
         "p95_ratio": round(during["p95_ms"] / idle["p95_ms"], 2),
         "command": "python eval/load_test.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
