@@ -26,7 +26,13 @@ class Server:
         import uvicorn
 
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning" if quiet else "info", proxy_headers=False, lifespan="on"
+            app,
+            host=host,
+            port=port,
+            log_level="warning" if quiet else "info",
+            proxy_headers=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,  # open event streams (the UI's queue) must not hold a restart for long
         )
         self.server = uvicorn.Server(config)
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -46,6 +52,8 @@ class Server:
         return self
 
     def close(self) -> None:
+        """Stop now: tests and load runs do not wait for idle keep-alive and event-stream connections."""
         self.server.should_exit = True
+        self.server.force_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
