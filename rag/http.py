@@ -44,17 +44,17 @@ class ErrorBody(BaseModel):
 
 class FiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    language: str = Field("", pattern=r"^(|en|zh)$")
-    issue: str = Field("", max_length=50)
-    date_from: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD")
-    date_to: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD")
-    section: str = Field("", max_length=200)
+    language: str = Field(default="", pattern=r"^(|en|zh)$")
+    issue: str = Field(default="", max_length=50)
+    date_from: str = Field(default="", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD")
+    date_to: str = Field(default="", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD")
+    section: str = Field(default="", max_length=200)
 
 
 class AskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(..., min_length=1, max_length=2000, pattern=r"\S", description="English or Chinese")
-    k: int | None = Field(None, ge=1, le=50)
+    k: int | None = Field(default=None, ge=1, le=50)
     filters: FiltersIn = FiltersIn()
 
 
@@ -125,11 +125,11 @@ class RemoveOut(BaseModel):
 
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rating: str | None = Field(None, pattern=r"^(up|down)$")
-    comment: str = Field("", max_length=100_000)
-    question: str = Field("", max_length=10_000)
-    answer: str = Field("", max_length=100_000)
-    answer_id: str = Field("", max_length=100)
+    rating: str | None = Field(default=None, pattern=r"^(up|down)$")
+    comment: str = Field(default="", max_length=100_000)
+    question: str = Field(default="", max_length=10_000)
+    answer: str = Field(default="", max_length=100_000)
+    answer_id: str = Field(default="", max_length=100)
 
 
 class OkOut(BaseModel):
