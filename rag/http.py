@@ -161,6 +161,7 @@ class ChatIn(BaseModel):
     stream: bool = False
 
 
+JSON_LIMIT = 1024 * 1024  # bytes of a JSON request body
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 429, 503)
 }
@@ -182,9 +183,18 @@ def create_api(service: Service, gate: Gate, metrics: Metrics | None = None) -> 
     api.state.service, api.state.gate, api.state.metrics = service, gate, metrics or Metrics()
     _handlers(api)
 
+    s = service.settings
+    upload_limit = (s.max_upload_files * s.max_upload_mb + 1) * 1024 * 1024
+
     @api.middleware("http")
     async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
+        size = int(request.headers.get("content-length") or 0)
+        limit = upload_limit if request.url.path == "/v1/documents" else JSON_LIMIT
+        if request.url.path.startswith("/v1/") and size > limit:  # refused before the body is read
+            return JSONResponse(
+                {"error": {"code": "too_large", "message": f"the request body is over {limit} bytes"}}, 413
+            )
         response = await call_next(request)
         route = request.scope.get("route")
         label = getattr(route, "path", "") or "other"

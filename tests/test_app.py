@@ -251,6 +251,9 @@ def test_feedback_is_stored_with_question_answer_citations_settings(
 
     status, box = cb.send_comment("  ", appmod.new_session())
     assert "Choose" in status
+    status, box = cb.send_comment("x" * 10_000_000, session)  # a 10 MB comment is refused, not stored
+    assert "10000000 characters long; the limit is 2000" in status and is_skip(box)
+    assert len(feedback.read_all(settings.data_dir)) == 2
 
 
 # --------------------------------------------------------------------------- admin
