@@ -147,11 +147,11 @@ def test_refuses_to_serve_off_loopback_without_admin_credential(tmp_path, monkey
 
 
 def test_sso_proxy_header_vouches_for_users(tmp_path) -> None:
-    with running(tmp_path, bind="0.0.0.0", trusted_proxy_header="X-Forwarded-User", admin_users=("alice",)) as s:
-        with httpx.Client(base_url=s["url"], timeout=30) as c:
-            assert c.get("/").status_code == 401  # the UI needs the proxy's user
-            assert c.get("/", headers={"X-Forwarded-User": "bob"}).status_code == 200
-            bob, alice = {"X-Forwarded-User": "bob"}, {"X-Forwarded-User": "alice"}
-            assert c.post("/v1/ask", json={"question": EN_Q}, headers=bob).status_code == 200
-            assert c.delete("/v1/documents/nope", headers=bob).status_code == 403
-            assert c.delete("/v1/documents/nope", headers=alice).status_code == 404  # allowed; nothing to remove
+    sso = {"trusted_proxy_header": "X-Forwarded-User", "admin_users": ("alice",)}
+    with running(tmp_path, bind="0.0.0.0", **sso) as s, httpx.Client(base_url=s["url"], timeout=30) as c:
+        assert c.get("/").status_code == 401  # the UI needs the proxy's user
+        assert c.get("/", headers={"X-Forwarded-User": "bob"}).status_code == 200
+        bob, alice = {"X-Forwarded-User": "bob"}, {"X-Forwarded-User": "alice"}
+        assert c.post("/v1/ask", json={"question": EN_Q}, headers=bob).status_code == 200
+        assert c.delete("/v1/documents/nope", headers=bob).status_code == 403
+        assert c.delete("/v1/documents/nope", headers=alice).status_code == 404  # allowed; nothing to remove
