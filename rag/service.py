@@ -308,9 +308,9 @@ class Service:
         kept = dataclasses.asdict(previous.meta) if previous is not None else {}
         meta = {k: v for k, v in kept.items() if v and k not in explicit}
         meta.update({k: str(v) for k, v in given.items() if k in META_FIELDS and str(v).strip()})
-        if meta:
-            sidecar = path.with_name(path.stem + ".meta.json")
-            sidecar.write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+        # Always written (even empty): it replaces a sidecar an earlier upload of this name left behind.
+        sidecar = path.with_name(path.stem + ".meta.json")
+        sidecar.write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
 
     # -- feedback and audit ---------------------------------------------------------------------------
     def feedback(self, entry: dict[str, Any]) -> None:

@@ -88,6 +88,12 @@ def test_admission_metadata_and_audit(settings: Settings, tmp_path: Path) -> Non
     meta = service.documents()["news-zh"].meta
     assert res.accepted == ("news-zh.md",) and res.report and res.report.updated == ("news-zh",)
     assert (meta.title, meta.issue, meta.date_start, meta.edition_of) == ("新标题", "7", "2021-01-01", "test-7")
+    # Removed, then uploaded again with its own front matter: no stale metadata from the first upload wins.
+    service.remove(ADMIN, "news-zh")
+    zh.write_text("---\ntitle: 第三版\nissue: 9\n---\n\n2021年6月27日，边境管理系统研讨会在北京举行。\n", "utf-8")
+    service.add(ADMIN, [Upload(zh, "news-zh.md")])
+    meta = service.documents()["news-zh"].meta
+    assert (meta.title, meta.issue, meta.date_start) == ("第三版", "9", "")
     bad = tmp_path / "x.pdf"
     bad.write_bytes(b"not a pdf")
     res = service.add(ADMIN, [Upload(bad, "../../x.pdf")])
@@ -95,7 +101,9 @@ def test_admission_metadata_and_audit(settings: Settings, tmp_path: Path) -> Non
     with pytest.raises(InvalidQuestion):
         service.ask(" ")
     rows = [json.loads(x) for x in (settings.data_dir / "audit.jsonl").read_text("utf-8").splitlines()]
-    assert [(r["who"], r["action"], r["files"], r["refused"]) for r in rows] == [
+    assert [(r["who"], r["action"], r.get("files"), r.get("refused")) for r in rows] == [
+        ("test", "add", ["news-zh.md"], []),
+        ("test", "remove", None, None),
         ("test", "add", ["news-zh.md"], []),
         ("test", "add", [], ["x.pdf"]),
     ]
