@@ -282,6 +282,8 @@ class Gate:
     ) -> Principal:
         """The caller a request speaks for; Unauthorized for a bad key or password, RateLimited for guessing."""
         p = self.policy
+        if password.startswith(KEY_PREFIX) and not bearer:  # an API key typed in the UI's password box
+            bearer, password = password, ""
         if bearer:
             rec = self.keys.verify(bearer)
             if rec is not None:

@@ -115,6 +115,8 @@ def test_secured_gate(tmp_path: Path) -> None:
     with pytest.raises(Forbidden):
         who.require("admin")
     g.authenticate("10.0.0.7", password="pw").require("admin")
+    _rec, admin = g.keys.create("ops", ("ask", "admin"))
+    g.authenticate("10.0.0.7", password=admin).require("admin")  # a key typed in the UI's password box
     with pytest.raises(Unauthorized):
         g.authenticate("10.0.0.7", password="PW")
 
