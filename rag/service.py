@@ -8,6 +8,8 @@ the pipeline swaps the new version in when it is written.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
@@ -18,6 +20,7 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -126,11 +129,18 @@ class AddResult:
 
 
 class SerialisedEmbedder:
-    """One call at a time into a model not known to be thread-safe; indexing batches let questions in between."""
+    """One call at a time into a model not known to be thread-safe, questions first.
 
-    def __init__(self, inner: Embedder) -> None:
+    Indexing encodes in small slices and, before each, waits (up to `yield_seconds`) until no question is
+    waiting: a question waits at most one slice, however large the upload.
+    """
+
+    def __init__(self, inner: Embedder, slice_size: int = 8, yield_seconds: float = 2.0) -> None:
         self.inner = inner
+        self.slice_size, self.yield_seconds = slice_size, yield_seconds
         self._lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._questions = 0  # waiting or running
 
     @property
     def id(self) -> str:
@@ -141,12 +151,30 @@ class SerialisedEmbedder:
         return self.inner.dim
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return self.inner.encode_queries(texts)
+        with self._idle:
+            self._questions += 1
+        try:
+            with self._lock:
+                return self.inner.encode_queries(texts)
+        finally:
+            with self._idle:
+                self._questions -= 1
+                self._idle.notify_all()
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return self.inner.encode_documents(texts)
+        parts = []
+        for i in range(0, len(texts), self.slice_size):
+            with self._idle:
+                self._idle.wait_for(lambda: self._questions == 0, timeout=self.yield_seconds)
+            with self._lock:
+                parts.append(self.inner.encode_documents(texts[i : i + self.slice_size]))
+        return np.concatenate(parts) if parts else self.inner.encode_documents(texts)
+
+
+def _lower_priority() -> None:
+    """The indexing thread yields the CPU to questions (Linux nices threads one by one)."""
+    with contextlib.suppress(AttributeError, OSError):  # other systems: same priority, still correct
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 class Service:
@@ -159,6 +187,8 @@ class Service:
         if not all(isinstance(e, SerialisedEmbedder) for e in embedders.values()):
             pipeline._embedders = {n: SerialisedEmbedder(e) for n, e in embedders.items()}
         self._writer = threading.Lock()  # one index change at a time; readers don't take it
+        # Index changes run on one low-priority thread (its context copied, so UI progress still reports).
+        self._indexer = ThreadPoolExecutor(1, thread_name_prefix="indexer", initializer=_lower_priority)
 
     # -- reading ----------------------------------------------------------------------------------
     def check_question(self, question: str) -> str:
@@ -251,9 +281,7 @@ class Service:
                     accepted.append(folder / name)
                 report = None
                 if accepted:
-                    with self.pipeline.swapping():
-                        report = self.pipeline.ingest(accepted, progress=progress or _quiet)
-                        self.pipeline.index()  # open the new version now, so no question pays for it
+                    report = self._on_indexer(self._ingest, accepted, progress or _quiet)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if report is not None:
@@ -265,15 +293,29 @@ class Service:
     def remove(self, principal: Principal, doc_id: str) -> IngestReport:
         """Remove one newsletter; needs the admin scope. NotFound when it is not indexed."""
         principal.require("admin")
-        with self._writer, self.pipeline.swapping():
+        with self._writer:
             try:
-                report = self.pipeline.remove([doc_id])
+                report = self._on_indexer(self._remove, doc_id)
             except KeyError as exc:
                 raise NotFound(str(exc.args[0] if exc.args else exc)) from None
             except IndexNotFound as exc:
                 raise Unavailable(str(exc)) from exc
-            self.pipeline.index()
         self.audit(principal, "remove", doc_id=doc_id)
+        return report
+
+    def _on_indexer(self, fn: Callable[..., IngestReport], *args: Any) -> IngestReport:
+        return self._indexer.submit(contextvars.copy_context().run, fn, *args).result()
+
+    def _ingest(self, paths: list[Path], progress: Callable[[str, int, int], None]) -> IngestReport:
+        with self.pipeline.swapping():
+            report = self.pipeline.ingest(paths, progress=progress)
+            self.pipeline.index()  # open the new version now, so no question pays for it
+        return report
+
+    def _remove(self, doc_id: str) -> IngestReport:
+        with self.pipeline.swapping():
+            report = self.pipeline.remove([doc_id])
+            self.pipeline.index()
         return report
 
     def _admit(self, src: Path, name: str, staging: Path) -> Refusal | None:
