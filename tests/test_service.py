@@ -55,7 +55,7 @@ def test_questions_keep_answering_while_an_upload_indexes(settings: Settings, tm
     service.pipeline.warm_up()
     big = tmp_path / "big.txt"
     big.write_text(
-        "\n\n".join(f"Paragraph {i} reports meetings on border management training." for i in range(400))
+        "\n\n".join(f"Paragraph {i} reports meetings on border management training." for i in range(150))
         + "\n\nThe walrus festival took place in Tromsø.\n",
         "utf-8",
     )
