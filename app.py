@@ -321,8 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if refusal:
         print(f"error: {refusal}", flush=True)
         return 2
-    service = Service(Pipeline(settings))
     print(f"Loading models and index {settings.index_name!r} (the first start builds it)…", flush=True)
+    service = Service(Pipeline(settings))
     service.pipeline.warm_up()
     blocks = build_app(service, gate)
     print(f"Serving on http://{host}:{port} (UI at /, API at /v1, docs at /v1/docs)", flush=True)
