@@ -8,6 +8,7 @@ the pipeline swaps the new version in when it is written.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import json
@@ -127,19 +128,40 @@ class AddResult:
     report: IngestReport | None
 
 
+class Traffic:
+    """Questions in flight; index work waits for a quiet moment (a bounded wait) before each slice."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._quiet = threading.Condition()
+
+    @contextlib.contextmanager
+    def question(self) -> Iterator[None]:
+        with self._quiet:
+            self._n += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._n -= 1
+                self._quiet.notify_all()
+
+    def wait_quiet(self, timeout: float) -> None:
+        with self._quiet:
+            self._quiet.wait_for(lambda: self._n == 0, timeout=timeout)
+
+
 class SerialisedEmbedder:
     """One call at a time into a model not known to be thread-safe, questions first.
 
-    Indexing encodes in small slices and, before each, waits (up to `yield_seconds`) until no question is
-    waiting: a question waits at most one slice, however large the upload.
+    Indexing encodes in small slices and, before each, waits (up to `yield_seconds`) until no question is in
+    flight: a question waits at most one slice however large the upload, and indexing still moves on.
     """
 
-    def __init__(self, inner: Embedder, slice_size: int = 8, yield_seconds: float = 2.0) -> None:
-        self.inner = inner
+    def __init__(self, inner: Embedder, traffic: Traffic, slice_size: int = 8, yield_seconds: float = 2.0) -> None:
+        self.inner, self.traffic = inner, traffic
         self.slice_size, self.yield_seconds = slice_size, yield_seconds
         self._lock = threading.Lock()
-        self._idle = threading.Condition()
-        self._questions = 0  # waiting or running
 
     @property
     def id(self) -> str:
@@ -150,21 +172,13 @@ class SerialisedEmbedder:
         return self.inner.dim
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        with self._idle:
-            self._questions += 1
-        try:
-            with self._lock:
-                return self.inner.encode_queries(texts)
-        finally:
-            with self._idle:
-                self._questions -= 1
-                self._idle.notify_all()
+        with self.traffic.question(), self._lock:
+            return self.inner.encode_queries(texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         parts = []
         for i in range(0, len(texts), self.slice_size):
-            with self._idle:
-                self._idle.wait_for(lambda: self._questions == 0, timeout=self.yield_seconds)
+            self.traffic.wait_quiet(self.yield_seconds)
             with self._lock:
                 parts.append(self.inner.encode_documents(texts[i : i + self.slice_size]))
         return np.concatenate(parts) if parts else self.inner.encode_documents(texts)
@@ -173,12 +187,16 @@ class SerialisedEmbedder:
 class Service:
     """Questions, documents and feedback over one pipeline, with the admin policy applied to every change."""
 
-    def __init__(self, pipeline: Pipeline, settings: Settings | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, settings: Settings | None = None, yield_seconds: float = 2.0) -> None:
         self.pipeline = pipeline
         self.settings = settings or pipeline.settings
         embedders = pipeline.embedders
-        if not all(isinstance(e, SerialisedEmbedder) for e in embedders.values()):
-            pipeline._embedders = {n: SerialisedEmbedder(e) for n, e in embedders.items()}
+        first = next(iter(embedders.values()), None)
+        self.traffic = first.traffic if isinstance(first, SerialisedEmbedder) else Traffic()
+        if not isinstance(first, SerialisedEmbedder):
+            pipeline._embedders = {
+                n: SerialisedEmbedder(e, self.traffic, 8, yield_seconds) for n, e in embedders.items()
+            }
         self._writer = threading.Lock()  # one index change at a time; readers don't take it
         # Index changes run on one thread (its context copied, so UI progress still reports). Not niced: a
         # descheduled low-priority thread holding the GIL would stall every question (measured: 3.8 s).
@@ -196,7 +214,8 @@ class Service:
         q = self.check_question(question)
         k = self._k(k)
         try:
-            return self.pipeline.ask(q, k=k, filters=filters)
+            with self.traffic.question():
+                return self.pipeline.ask(q, k=k, filters=filters)
         except StoreError as exc:
             raise Unavailable(str(exc)) from exc
 
@@ -214,7 +233,8 @@ class Service:
     def search(self, question: str, k: int | None = None, filters: Filters = Filters()) -> list[Hit]:
         q = self.check_question(question)
         try:
-            return self.pipeline.search(q, k=self._k(k), filters=filters)
+            with self.traffic.question():
+                return self.pipeline.search(q, k=self._k(k), filters=filters)
         except StoreError as exc:
             raise Unavailable(str(exc)) from exc
 

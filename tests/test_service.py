@@ -51,7 +51,7 @@ class SlowEmbedder(HashEmbedder):
 
 
 def test_questions_keep_answering_while_an_upload_indexes(settings: Settings, tmp_path: Path) -> None:
-    service = Service(Pipeline(settings, {"hash": SlowEmbedder()}))
+    service = Service(Pipeline(settings, {"hash": SlowEmbedder()}), yield_seconds=0.1)
     service.pipeline.warm_up()
     big = tmp_path / "big.txt"
     big.write_text(
