@@ -309,7 +309,7 @@ def test_admin_tab_uploads_lists_and_removes(served, browser, tmp_path: Path) ->
     good = tmp_path / "infobites.txt"
     good.write_text("INFOBITES\n\nThe Director General of IOM visited China in April 2023.\n", "utf-8")
     page.locator("#admin-files input[type=file]").set_input_files(str(good))
-    page.wait_for_selector("#admin-files :text('infobites.txt')", timeout=10_000)
+    page.wait_for_selector("#admin-files :text('infobites.txt')", timeout=30_000)
     page.click("#admin-upload")
     page.wait_for_selector("#admin-status .qa-notice.ok", timeout=30_000)
     assert "Indexed infobites.txt: 1 added" in page.inner_text("#admin-status")
@@ -319,7 +319,7 @@ def test_admin_tab_uploads_lists_and_removes(served, browser, tmp_path: Path) ->
     bad = tmp_path / "fake.pdf"
     bad.write_text("not a pdf", "utf-8")
     page.locator("#admin-files input[type=file]").set_input_files(str(bad))
-    page.wait_for_selector("#admin-files :text('fake.pdf')", timeout=10_000)
+    page.wait_for_selector("#admin-files :text('fake.pdf')", timeout=30_000)  # slow under load (CI)
     page.click("#admin-upload")
     page.wait_for_selector("#admin-status .qa-notice.warn", timeout=30_000)
     assert "fake.pdf was refused: the file is not a PDF" in page.inner_text("#admin-status")
