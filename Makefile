@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench browser
+.PHONY: run test lint bench load browser
 
 run: $(VENV)/.installed
 	$(PY) app.py
@@ -17,6 +17,9 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) eval/bench_pipeline.py
+
+load: $(VENV)/.installed
+	$(PY) eval/load_test.py --out docs/load-test.json
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

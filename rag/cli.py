@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp = fsub.add_parser("export", help="write all feedback as CSV or JSON Lines")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--out", type=Path, help="output file (default: stdout)")
+
+    keys = sub.add_parser("keys", help="API keys for the HTTP API (stored hashed in <data_dir>/keys.json)")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create a key; its secret is printed once")
+    kc.add_argument("name", help="who or what the key is for, e.g. intranet-portal")
+    kc.add_argument("--scope", action="append", choices=("ask", "admin"), help="ask (default) and/or admin")
+    ksub.add_parser("list", help="list keys (never their secrets)")
+    kr = ksub.add_parser("revoke", help="revoke a key by its id")
+    kr.add_argument("key_id")
     return p
 
 
@@ -91,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    handler = {"ingest": _ingest, "ask": _ask, "index": _index, "eval": _eval, "feedback": _feedback}[args.command]
+    handlers = {"ingest": _ingest, "ask": _ask, "index": _index, "eval": _eval, "feedback": _feedback, "keys": _keys}
+    handler = handlers[args.command]
     try:
         return handler(args, settings)
     except KeyboardInterrupt:
@@ -193,26 +203,37 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _filters(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The retrieval filters; ValueError for a malformed date (it would silently filter everything out)."""
-    from datetime import date
+    from rag.service import InvalidFilter, parse_filters
 
-    from rag.retrieve import Filters
+    try:
+        return parse_filters(args.language, args.issue, args.date_from, args.date_to, args.section)
+    except InvalidFilter as exc:
+        if exc.key == "bad_date":
+            flag = "--" + exc.values["field"].replace("_", "-")
+            value = str(exc.values["value"])
+            shown = value if len(value) <= 40 else value[:40] + "…"  # never echo a huge argument back
+            raise ValueError(f"{flag} {shown!r} is not a date YYYY-MM-DD") from None
+        raise ValueError(str(exc)) from None
 
-    for flag, value in (("--date-from", args.date_from), ("--date-to", args.date_to)):
-        if value:
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                shown = value if len(value) <= 40 else value[:40] + "…"  # never echo a huge argument back
-                raise ValueError(f"{flag} {shown!r} is not a date YYYY-MM-DD") from None
-    return Filters(
-        language=args.language, issue=args.issue, date_from=args.date_from, date_to=args.date_to, section=args.section
-    )
+
+def _service(settings: Settings):  # type: ignore[no-untyped-def]
+    from rag.service import Service
+
+    return Service(_pipeline(settings))
+
+
+def _operator():  # type: ignore[no-untyped-def]
+    """The person at the command line: they can already write the index folder, so they hold every scope."""
+    import getpass
+
+    from rag.auth import SCOPES, Principal
+
+    return Principal(f"cli:{getpass.getuser()}", frozenset(SCOPES), "local")
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.auth import ServiceError
     from rag.embed import EmbedderError
-    from rag.pipeline import QuestionError
-    from rag.store import StoreError
 
     if args.batch is None and args.question is None:
         print("error: give a question, or --batch FILE", file=sys.stderr)
@@ -228,12 +249,12 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    pipe = _pipeline(settings)
     try:
+        service = _service(settings)
         if args.batch is not None:
-            return _ask_batch(pipe, args, filters)
-        answer = pipe.ask(args.question, k=args.k, filters=filters)
-    except (QuestionError, StoreError, EmbedderError) as exc:
+            return _ask_batch(service, args, filters)
+        answer = service.ask(args.question, k=args.k, filters=filters)
+    except (ServiceError, EmbedderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
@@ -243,9 +264,9 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _ask_batch(pipe, args: argparse.Namespace, filters) -> int:  # type: ignore[no-untyped-def]
+def _ask_batch(service, args: argparse.Namespace, filters) -> int:  # type: ignore[no-untyped-def]
     """One answer (or error object) per non-empty line; a bad line is reported and the batch goes on."""
-    from rag.pipeline import QuestionError
+    from rag.service import InvalidQuestion
     from rag.store import StoreError
 
     try:
@@ -263,8 +284,8 @@ def _ask_batch(pipe, args: argparse.Namespace, filters) -> int:  # type: ignore[
         if "\ufffd" in line and b"\xef\xbf\xbd" not in raw:
             print(f"warning: line {n}: invalid UTF-8, read with U+FFFD replacement characters", file=sys.stderr)
         try:
-            out = pipe.ask(line, k=args.k, filters=filters).to_dict()
-        except QuestionError as exc:
+            out = service.ask(line, k=args.k, filters=filters).to_dict()
+        except InvalidQuestion as exc:
             out = {"question": line, "error": str(exc)}
             status = 1
         except StoreError:
@@ -328,14 +349,25 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
             for d in idx.documents.values():
                 print(f"  {d.doc_id}  [{d.language}]  {d.meta.title}  issue {d.meta.issue}  {d.meta.period}")
         return 1 if damaged else 0
+    from rag.auth import ServiceError
     from rag.pipeline import RemovalRefused
 
     try:
-        report = _pipeline(settings).remove(args.doc_ids, confirm=_confirm(args.yes, settings.index_name))
-    except (KeyError, StoreError, EmbedderError, RemovalRefused) as exc:
+        service = _service(settings)
+        held = service.documents()
+        missing = [d for d in args.doc_ids if d not in held]
+        if missing:  # all or nothing: check every id before removing any
+            raise KeyError(
+                f"not in index {settings.index_name!r}: {', '.join(missing)}; it holds: {', '.join(sorted(held))}"
+            )
+        if not _confirm(args.yes, settings.index_name)(args.doc_ids):
+            raise RemovalRefused(settings.index_name, args.doc_ids)
+        for doc_id in args.doc_ids:
+            report = service.remove(_operator(), doc_id)
+    except (KeyError, ServiceError, StoreError, EmbedderError, RemovalRefused) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"removed {', '.join(report.removed)}; index {settings.index_name!r} now has {report.chunks} chunks")
+    print(f"removed {', '.join(args.doc_ids)}; index {settings.index_name!r} now has {report.chunks} chunks")
     return 0
 
 
@@ -349,6 +381,29 @@ def _feedback(args: argparse.Namespace, settings: Settings) -> int:
     from rag.feedback import export
 
     return export(settings.data_dir, args.format, args.out)
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.auth import KeyStore
+
+    store = KeyStore(Path(settings.data_dir) / "keys.json")
+    if args.keys_command == "create":
+        rec, secret = store.create(args.name, tuple(dict.fromkeys(args.scope or ["ask"])))
+        print(f"created key {rec.key_id} ({rec.name}, scopes {','.join(rec.scopes)}); copy it now, it is not stored:")
+        print(secret)
+        return 0
+    if args.keys_command == "list":
+        for rec in store.list():
+            state = f"revoked {rec.revoked}" if rec.revoked else "active"
+            print(f"{rec.key_id}  {rec.name}  scopes={','.join(rec.scopes)}  created {rec.created}  {state}")
+        return 0
+    try:
+        rec = store.revoke(args.key_id)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"revoked key {rec.key_id} ({rec.name})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -124,4 +124,9 @@ def flatten(entry: dict[str, Any]) -> dict[str, str]:
         "k": settings.get("k", ""),
         "filters": json.dumps({k: v for k, v in filters.items() if v}, ensure_ascii=False) if filters else "",
     }
-    return {k: "" if v is None else str(v) for k, v in row.items()}
+    return {k: neutralise("" if v is None else str(v)) for k, v in row.items()}
+
+
+def neutralise(cell: str) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula (= + - @, tab, CR) gets a leading '."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell

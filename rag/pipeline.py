@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -136,6 +138,7 @@ class Pipeline:
         self._index: Index | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._index_stamp: tuple[int, int] | None = None
+        self._reopen = threading.RLock()  # one thread opens a new index version; the others keep the old one
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -159,7 +162,32 @@ class Pipeline:
 
     # -- index ----------------------------------------------------------------------------------
     def index(self) -> Index:
-        """The opened index (reopened when another process wrote a new version); built from the sample if absent."""
+        """The opened index (reopened when another process wrote a new version); built from the sample if absent.
+
+        Readers never wait for a writer: while a new version is being swapped in or opened by another thread,
+        callers that already hold a version keep answering from it.
+        """
+        current = self._index
+        if current is not None:
+            stamp = current_version(self.settings.index_dir)
+            if stamp is None or stamp == self._index_stamp:
+                return current
+            if not self._reopen.acquire(blocking=False):
+                return current
+        else:
+            self._reopen.acquire()
+        try:
+            return self._open_current()
+        finally:
+            self._reopen.release()
+
+    @contextlib.contextmanager
+    def swapping(self) -> Iterator[None]:
+        """While a writer writes and opens the next version, readers holding a version keep answering from it."""
+        with self._reopen:
+            yield
+
+    def _open_current(self) -> Index:
         folder = self.settings.index_dir
         stamp = current_version(folder)
         if self._index is not None and stamp == self._index_stamp:
@@ -189,11 +217,13 @@ class Pipeline:
         rebuild: bool = False,
         replace_all: bool = False,
         confirm: Confirm | None = None,
+        replace: bool = False,
     ) -> IngestReport:
         """Add or update newsletter files, each with its own outcome; a bad file never stops the others.
 
         Unchanged documents keep their vectors. `rebuild` re-embeds every document the index holds plus the
-        ones given; `replace_all` makes the index hold exactly the files given (removals go through `confirm`).
+        ones given; `replace_all` makes the index hold exactly the files given (removals go through `confirm`);
+        `replace` lets a file take over the doc_id another path holds (an admin uploading a new version).
         """
         t0 = time.perf_counter()
         paths = [Path(os.path.abspath(p)) for p in paths]  # a document's path is part of its identity
@@ -217,7 +247,7 @@ class Pipeline:
                 errors.append(IngestError(Path(raw.path), reason))
                 continue
             docs.append(doc)
-        report = self.update(docs, progress, rebuild=rebuild, replace_all=replace_all, confirm=confirm)
+        report = self.update(docs, progress, rebuild=rebuild, replace_all=replace_all, confirm=confirm, replace=replace)
         skipped = {str(e.path): FileOutcome(str(e.path), "skipped", reason=e.reason) for e in errors}
         by_path = {f.path: f for f in report.files}
         order = [str(s.path) for s in sources]
@@ -237,6 +267,7 @@ class Pipeline:
         progress: Progress = _no_progress,
         rebuild: bool = False,
         replace_all: bool = False,
+        replace: bool = False,
         confirm: Confirm | None = None,
     ) -> IngestReport:
         """Put cleaned documents into the index, embedding only new or changed ones (see `ingest`).
@@ -255,7 +286,9 @@ class Pipeline:
             given: dict[str, Document] = {}
             for doc in docs:
                 prev = held.get(doc.doc_id)
-                other = given.get(doc.doc_id) or (prev if prev and not replace_all and _moved(prev, doc) else None)
+                other = given.get(doc.doc_id) or (
+                    prev if prev and not (replace_all or replace) and _moved(prev, doc) else None
+                )
                 if other is not None:
                     outcomes.append(FileOutcome(doc.path, "skipped", doc.doc_id, _collision(doc.doc_id, other.path)))
                     continue
@@ -288,7 +321,7 @@ class Pipeline:
             # Whatever a killed run left: temp builds, unreferenced versions, checkpoints (all finished now).
             clean_stale(folder)
             embcache.clear(folder)
-        self._index = None
+        self._index_stamp = None  # reopen on next use; until then readers keep the old version
 
         def ids(status: str) -> tuple[str, ...]:
             return tuple(f.doc_id for f in outcomes if f.status == status)
@@ -328,7 +361,7 @@ class Pipeline:
                 raise RemovalRefused(self.settings.index_name, doc_ids)
             docs = {k: v for k, v in old.documents.items() if k not in doc_ids}
             n, _, _ = self._write(docs, old, _no_progress)
-        self._index = None
+        self._index_stamp = None  # reopen on next use; until then readers keep the old version
         return IngestReport(removed=tuple(doc_ids), chunks=n, seconds=time.perf_counter() - t0, written=True)
 
     def _open_existing(self) -> Index | None:

@@ -87,6 +87,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "ingested": "Indexed {name}: {added} added, {updated} updated, {unchanged} unchanged "
         "({chunks} passages in the index, {seconds:.1f} s).",
         "removed": "Removed {doc_id}; the index now has {chunks} passages.",
+        "confirm_remove": "Remove {doc_id}? Press Remove again within a minute to confirm.",
+        "not_allowed": "Not allowed: {reason}",
+        "too_many": "Too many attempts from this address: wait {seconds} s and try again.",
+        "comment_too_long": "The comment is {n} characters long; the limit is {limit}.",
+        "bad_language": "Unknown language filter “{value}”.",
         "col_id": "ID",
         "col_title": "Title",
         "col_issue": "Issue",
@@ -164,6 +169,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "ingested": "已索引 {name}：新增 {added}，更新 {updated}，未变 {unchanged}"
         "（索引共 {chunks} 个段落，用时 {seconds:.1f} 秒）。",
         "removed": "已删除 {doc_id}；索引现有 {chunks} 个段落。",
+        "confirm_remove": "删除 {doc_id}？请在一分钟内再次点击“删除”以确认。",
+        "not_allowed": "不允许：{reason}",
+        "too_many": "此地址尝试次数过多：请等待 {seconds} 秒后重试。",
+        "comment_too_long": "意见长度为 {n} 个字符，上限为 {limit}。",
+        "bad_language": "未知的语言筛选“{value}”。",
         "col_id": "编号",
         "col_title": "标题",
         "col_issue": "期号",
@@ -557,6 +567,18 @@ SCROLL_TO_PASSAGE_JS = """() => {
   go(40);
 }"""
 
+# Run once on page load: the newsletter viewer closes with Esc and with a click outside it.
+PAGE_JS = """() => {
+  const modal = () => document.querySelector('#doc-modal');
+  const shown = (m) => m && m.getClientRects().length > 0 && getComputedStyle(m).display !== 'none';
+  const close = () => { const b = document.querySelector('#close-doc'); if (shown(modal()) && b) b.click(); };
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape') close(); });
+  document.addEventListener('mousedown', (e) => {
+    const m = modal();
+    if (shown(m) && !m.contains(e.target) && !e.target.closest('#close-doc, button.open-doc')) close();
+  });
+}"""
+
 STYLE = """
 .gradio-container { max-width: 1320px !important; margin: 0 auto !important; }
 #qa-top { align-items: center; border-bottom: 1px solid var(--border-color-primary);
@@ -652,13 +674,16 @@ button.open-doc { border: 1px solid var(--border-color-primary);
   border-radius: 6px; padding: 4px 10px; cursor: pointer; font-size: .8rem;
   color: var(--body-text-color); }
 button.open-doc:hover { border-color: var(--color-accent); }
-#doc-modal { position: fixed !important; top: 4vh; left: 50%; transform: translateX(-50%); height: 92vh;
+/* No transform on the modal: a transformed box would become the containing block of the fixed Close button.
+   The modal itself scrolls (wheel, keyboard, scrollIntoView) and the Close button stays fixed in view. */
+#doc-modal { position: fixed !important; top: 4vh; left: 0; right: 0; margin: 0 auto !important; height: 92vh;
   width: min(1040px, 92vw) !important;
   max-width: none !important; z-index: 1000; background: var(--background-fill-primary); border-radius: 12px;
-  padding: 14px 26px 18px; box-shadow: 0 0 0 100vmax rgba(15,23,42,.45), 0 20px 60px rgba(0,0,0,.3);
-  display: flex; flex-direction: column; flex-wrap: nowrap; overflow: hidden; }
-#close-doc { align-self: flex-end; flex: 0 0 auto; width: auto; }
-#doc-viewer { overflow-y: auto; flex: 1 1 auto; min-height: 0; }
+  padding: 52px 26px 18px; box-shadow: 0 0 0 100vmax rgba(15,23,42,.45), 0 20px 60px rgba(0,0,0,.3);
+  display: flex; flex-direction: column; flex-wrap: nowrap; overflow-y: auto; overscroll-behavior: contain; }
+#close-doc { position: fixed !important; top: calc(4vh + 10px); right: calc((100vw - min(1040px, 92vw)) / 2 + 18px);
+  z-index: 1001; width: auto !important; min-width: 0 !important; flex: 0 0 auto; }
+#doc-viewer { flex: 1 0 auto; }
 .doc-title { font-size: 1.2rem; font-weight: 650; margin: 0 0 4px; }
 .doc-text { white-space: pre-wrap; line-height: 1.75; font-size: .95rem; }
 .doc-passage { background: var(--color-accent-soft); border-radius: 3px; padding: 2px 0; }

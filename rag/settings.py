@@ -41,6 +41,15 @@ class Settings:
     admin_password: str = ""
     max_upload_mb: int = 20
     max_document_mb: int = 32  # per newsletter (file, or text of a PDF/DOCX); larger ones are skipped
+    max_upload_files: int = 10  # per upload
+    max_comment_chars: int = 2000  # feedback comments
+    # Serving (rag.auth, rag.websecurity): who may embed, who vouches for users, how often one may ask.
+    allowed_origins: tuple[str, ...] = ()  # pages that may embed the widget, e.g. https://intranet.example
+    trusted_proxy_header: str = ""  # e.g. X-Forwarded-User from an SSO reverse proxy on this host
+    admin_users: tuple[str, ...] = ()  # users (from the proxy header) with the admin scope
+    asks_per_minute: int = 600  # per API key, user or client address
+    logins_per_minute: int = 5  # failed admin passwords / keys per client address
+    widget_token_seconds: int = 600
 
     @property
     def index_dir(self) -> Path:

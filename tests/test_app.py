@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import itertools
+import json
 import shutil
 import socket
 import sys
@@ -15,8 +16,10 @@ from typing import Any
 import pytest
 
 from rag import feedback
+from rag.auth import gate_for
 from rag.embed import HashEmbedder
 from rag.pipeline import Pipeline
+from rag.service import Service
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,17 +56,20 @@ def built_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return s.index_dir
 
 
-def make_app(appmod: Any, settings: Settings, index: Path | None = None, build: bool = False) -> tuple[Any, Any]:
+def make_app(
+    appmod: Any, settings: Settings, index: Path | None = None, build: bool = False, host: str = "127.0.0.1"
+) -> tuple[Any, Any]:
     """(Blocks or None, callbacks) on the hash embedder; building the Blocks costs ~0.3 s, so only on request."""
     if index is not None and not settings.index_dir.exists():
         shutil.copytree(index, settings.index_dir)
     pipe = Pipeline(settings, {"hash": HashEmbedder()})
     pipe.warm_up()
+    service, gate = Service(pipe), gate_for(settings, host)
     if build:
-        app = appmod.build_app(pipe, settings)
+        app = appmod.build_app(service, gate)
         cb = app.callbacks
     else:
-        app, cb = None, appmod.Callbacks(pipe, settings)
+        app, cb = None, appmod.Callbacks(service, gate)
     cb.stream_delay = 0.0
     return app, cb
 
@@ -97,7 +103,7 @@ def test_build_app_exposes_the_ask_api(appmod: Any, full_ui: tuple[Any, Any]) ->
 
 def test_ask_streams_the_answer_then_shows_sources(appmod: Any, ui: tuple[Any, Any]) -> None:
     _app, cb = ui
-    session = appmod._new_session()
+    session = appmod.new_session()
     outs = run_ask(cb, EN_Q, session)
     assert len(outs) >= 3
     chats = [o[0] for o in outs if isinstance(o[0], str)]
@@ -115,7 +121,7 @@ def test_ask_streams_the_answer_then_shows_sources(appmod: Any, ui: tuple[Any, A
 
 def test_first_output_already_carries_answer_text(appmod: Any, ui: tuple[Any, Any]) -> None:
     _app, cb = ui
-    outs = run_ask(cb, EN_Q, appmod._new_session())
+    outs = run_ask(cb, EN_Q, appmod.new_session())
     assert "qa-bot pending" not in outs[0][0] and 'class="answer-text"' in outs[0][0]
 
 
@@ -123,10 +129,10 @@ def test_slow_pipeline_shows_a_searching_bubble_first(appmod: Any, ui: tuple[Any
     _app, cb = ui
     import time
 
-    real = cb.pipeline.ask
-    monkeypatch.setattr(cb.pipeline, "ask", lambda *a, **kw: (time.sleep(0.3), real(*a, **kw))[1])
+    real = cb.service.pipeline.ask
+    monkeypatch.setattr(cb.service.pipeline, "ask", lambda *a, **kw: (time.sleep(0.3), real(*a, **kw))[1])
     cb.pending_after = 0.05
-    outs = run_ask(cb, EN_Q, appmod._new_session())
+    outs = run_ask(cb, EN_Q, appmod.new_session())
     assert "qa-bot pending" in outs[0][0] and "Searching the newsletters" in outs[0][0]
     assert "Hangzhou" in outs[-1][0]
 
@@ -134,7 +140,7 @@ def test_slow_pipeline_shows_a_searching_bubble_first(appmod: Any, ui: tuple[Any
 def test_chinese_question_switches_labels_unless_language_picked(appmod: Any, ui: tuple[Any, Any]) -> None:
     _app, cb = ui
     n = 5 + appmod.N_FEEDBACK
-    session = appmod._new_session()
+    session = appmod.new_session()
     outs = run_ask(cb, ZH_Q, session)
     labels = dict(zip(appmod.LABELLED, outs[0][n:], strict=True))
     assert session["ui_lang"] == "zh" and labels["send"]["value"] == "提问" and "新闻简报问答" in labels["header"]
@@ -143,7 +149,7 @@ def test_chinese_question_switches_labels_unless_language_picked(appmod: Any, ui
     again = run_ask(cb, ZH_Q, session)  # same language: labels untouched
     assert all(is_skip(v) for v in again[0][n:])
 
-    picked = appmod._new_session()
+    picked = appmod.new_session()
     cb.set_language("English", picked)
     outs = run_ask(cb, ZH_Q, picked)
     assert picked["ui_lang"] == "en" and picked["locked"] and all(is_skip(v) for v in outs[0][n:])
@@ -152,7 +158,7 @@ def test_chinese_question_switches_labels_unless_language_picked(appmod: Any, ui
 
 def test_abstention_is_shown_as_a_plain_answer(appmod: Any, ui: tuple[Any, Any]) -> None:
     _app, cb = ui
-    outs = run_ask(cb, "zebra quantum volcano", appmod._new_session())
+    outs = run_ask(cb, "zebra quantum volcano", appmod.new_session())
     final = outs[-1]
     assert "qa-abstain" in final[0] and "The newsletters don&#x27;t say" in final[0]
     assert "source-card" not in final[1] and "nothing in the indexed newsletters" in final[1]
@@ -163,7 +169,7 @@ def test_abstention_is_shown_as_a_plain_answer(appmod: Any, ui: tuple[Any, Any])
 @pytest.mark.parametrize("question", ["", "   ", "x" * 2001])
 def test_unaskable_question_gives_a_clear_message(appmod: Any, ui: tuple[Any, Any], question: str) -> None:
     _app, cb = ui
-    session = appmod._new_session()
+    session = appmod.new_session()
     outs = run_ask(cb, question, session)
     assert len(outs) == 1 and is_skip(outs[0][0])
     assert "empty" in outs[0][2] or "limit is 2000" in outs[0][2]
@@ -172,17 +178,17 @@ def test_unaskable_question_gives_a_clear_message(appmod: Any, ui: tuple[Any, An
 
 def test_bad_dates_are_refused_with_a_message(appmod: Any, ui: tuple[Any, Any]) -> None:
     _app, cb = ui
-    outs = run_ask(cb, EN_Q, appmod._new_session(), date_from="2023-13-45")
+    outs = run_ask(cb, EN_Q, appmod.new_session(), date_from="2023-13-45")
     assert "ISO date" in outs[0][2] and "2023-13-45" in outs[0][2]
-    outs = run_ask(cb, EN_Q, appmod._new_session(), date_from="2024-01-01", date_to="2023-01-01")
+    outs = run_ask(cb, EN_Q, appmod.new_session(), date_from="2024-01-01", date_to="2023-01-01")
     assert "after the end date" in outs[0][2]
 
 
 def test_filters_restrict_the_sources(appmod: Any, ui: tuple[Any, Any]) -> None:
     _app, cb = ui
-    outs = run_ask(cb, EN_Q, appmod._new_session(), language="zh")
+    outs = run_ask(cb, EN_Q, appmod.new_session(), language="zh")
     assert "news-en" not in outs[-1][1]
-    outs = run_ask(cb, EN_Q, appmod._new_session(), issue="11", date_from="2023-01-01", date_to="2023-12-31")
+    outs = run_ask(cb, EN_Q, appmod.new_session(), issue="11", date_from="2023-01-01", date_to="2023-12-31")
     assert 'data-doc="news-en"' in outs[-1][1]
     choices = cb.issue_choices("en")
     assert (
@@ -194,7 +200,7 @@ def test_filters_restrict_the_sources(appmod: Any, ui: tuple[Any, Any]) -> None:
 
 def test_open_doc_shows_whole_newsletter_with_passage(appmod: Any, ui: tuple[Any, Any]) -> None:
     _app, cb = ui
-    session = appmod._new_session()
+    session = appmod.new_session()
     run_ask(cb, EN_Q, session)
     html, modal = cb.open_doc(1, session)
     doc = cb.documents()["news-en"]
@@ -208,7 +214,7 @@ def test_open_doc_shows_whole_newsletter_with_passage(appmod: Any, ui: tuple[Any
 
 def test_earlier_answer_sources_can_be_shown_again(appmod: Any, ui: tuple[Any, Any]) -> None:
     _app, cb = ui
-    session = appmod._new_session()
+    session = appmod.new_session()
     run_ask(cb, EN_Q, session)
     run_ask(cb, "port visas 144-hour transit", session)
     assert session["current"] == 1
@@ -220,7 +226,7 @@ def test_feedback_is_stored_with_question_answer_citations_settings(
     appmod: Any, ui: tuple[Any, Any], settings: Settings
 ) -> None:
     _app, cb = ui
-    session = appmod._new_session()
+    session = appmod.new_session()
     status, *_ = cb.rate("up", "", session)
     assert "Ask a question first" in status and feedback.read_all(settings.data_dir) == []
 
@@ -243,8 +249,11 @@ def test_feedback_is_stored_with_question_answer_citations_settings(
     }
     assert r["time"].endswith("+00:00")
 
-    status, box = cb.send_comment("  ", appmod._new_session())
+    status, box = cb.send_comment("  ", appmod.new_session())
     assert "Choose" in status
+    status, box = cb.send_comment("x" * 10_000_000, session)  # a 10 MB comment is refused, not stored
+    assert "10000000 characters long; the limit is 2000" in status and is_skip(box)
+    assert len(feedback.read_all(settings.data_dir)) == 2
 
 
 # --------------------------------------------------------------------------- admin
@@ -272,25 +281,34 @@ def test_admin_upload_copies_then_indexes(appmod: Any, ui: tuple[Any, Any], sett
     )
     assert steps and any("embed" in d for _f, d in steps)  # progress reached the UI
     assert not list((settings.data_dir / "uploads").glob(".staging-*"))
-    session = appmod._new_session()
+    session = appmod.new_session()
     assert "Director General" in run_ask(cb, "When did the Director General visit China?", session)[-1][0]
 
 
-def test_admin_remove(ui: tuple[Any, Any]) -> None:
+def test_admin_remove_asks_for_confirmation_first(appmod: Any, ui: tuple[Any, Any], settings: Settings) -> None:
     _app, cb = ui
-    status, table, choices, _issues = cb.remove("news-zh", "", None)
+    session = appmod.new_session()
+    status, _table, choices, _issues = cb.remove("news-zh", "", session)
+    assert "Remove news-zh? Press Remove again" in status and "news-zh" in cb.documents()
+    assert is_skip(choices)  # the choice stays selected for the confirming press
+    status, table, choices, _issues = cb.remove("news-zh", "", session)
     assert "Removed news-zh" in status and "news-zh" not in cb.documents() and "<td>news-zh</td>" not in table
     assert all(v != "news-zh" for _l, v in choices["choices"])
-    status, *_ = cb.remove("", "", None)
+    status, *_ = cb.remove("news-en", "", session)  # a different newsletter needs its own confirmation
+    assert "Press Remove again" in status and "news-en" in cb.documents()
+    status, *_ = cb.remove("", "", session)
     assert "Choose a newsletter" in status
-    status, *_ = cb.remove("nope", "", None)
+    cb.remove("nope", "", session)
+    status, *_ = cb.remove("nope", "", session)
     assert "not in index" in status
+    audit = [json.loads(line) for line in (settings.data_dir / "audit.jsonl").read_text("utf-8").splitlines()]
+    assert [(a["action"], a["doc_id"], a["who"]) for a in audit] == [("remove", "news-zh", "local")]
 
 
 def test_admin_password_guards_upload_and_remove(
     appmod: Any, settings: Settings, tmp_path: Path, built_index: Path
 ) -> None:
-    locked = dataclasses.replace(settings, admin_password="s3cret")
+    locked = dataclasses.replace(settings, admin_password="s3cret", logins_per_minute=100)
     _app, cb = make_app(appmod, locked, built_index)
     src = _newsletter(tmp_path / "incoming")
     for wrong in ("", "S3CRET", "s3cret "):
@@ -302,7 +320,9 @@ def test_admin_password_guards_upload_and_remove(
     assert set(cb.documents()) == {"news-en", "news-zh"}
     status, *_ = cb.upload([str(src)], "s3cret", None)
     assert "1 added" in status and "extra" in cb.documents()
-    status, *_ = cb.remove("extra", "s3cret", None)
+    session = appmod.new_session()
+    cb.remove("extra", "s3cret", session)
+    status, *_ = cb.remove("extra", "s3cret", session)
     assert "Removed extra" in status
 
 
@@ -367,11 +387,20 @@ def test_gradio_client_ask_returns_the_json_contract(appmod: Any, full_ui: tuple
 
     app, _cb = full_ui
     port = free_port()
-    appmod.serve(app, settings, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    server = appmod.serve(app, "127.0.0.1", port, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         out = client.predict(EN_Q, 3, "", "", "", "", api_name="/ask")
-        assert list(out) == ["question", "language", "abstained", "answer", "citations", "timings_ms"]
+        assert list(out) == [
+            "question",
+            "language",
+            "abstained",
+            "verdict",
+            "confidence",
+            "answer",
+            "citations",
+            "timings_ms",
+        ]
         assert out["language"] == "en" and not out["abstained"] and "Hangzhou" in out["answer"]
         c = out["citations"][0]
         assert set(c) == {
@@ -387,6 +416,7 @@ def test_gradio_client_ask_returns_the_json_contract(appmod: Any, full_ui: tuple
             "score",
             "language",
             "also_in",
+            "aligned",
         }
         doc = _cb.documents()[c["doc_id"]]
         assert doc.text[c["start"] : c["end"]] == c["quote"]
@@ -397,4 +427,4 @@ def test_gradio_client_ask_returns_the_json_contract(appmod: Any, full_ui: tuple
         with pytest.raises(Exception, match="ISO date"):
             client.predict(EN_Q, 5, "", "", "yesterday", "", api_name="/ask")
     finally:
-        app.close()
+        server.close()
