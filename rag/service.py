@@ -128,16 +128,31 @@ class AddResult:
     report: IngestReport | None
 
 
-class Traffic:
-    """Questions in flight; index work waits for a quiet moment (a bounded wait) before each slice."""
+class Busy(ServiceError):
+    """More questions in flight than the server takes at once: come back shortly (HTTP 503, Retry-After)."""
 
-    def __init__(self) -> None:
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
+class Traffic:
+    """Questions in flight, at most `limit` at once (more are refused with Busy, not queued without end);
+    index work waits for a quiet moment (a bounded wait) before each slice."""
+
+    def __init__(self, limit: int = 64) -> None:
         self._n = 0
+        self.limit = limit
         self._quiet = threading.Condition()
 
     @contextlib.contextmanager
     def question(self) -> Iterator[None]:
         with self._quiet:
+            if self._n >= self.limit:
+                raise Busy(f"{self._n} questions are being answered; try again in a second")
             self._n += 1
         try:
             yield
@@ -192,7 +207,7 @@ class Service:
         self.settings = settings or pipeline.settings
         embedders = pipeline.embedders
         first = next(iter(embedders.values()), None)
-        self.traffic = first.traffic if isinstance(first, SerialisedEmbedder) else Traffic()
+        self.traffic = first.traffic if isinstance(first, SerialisedEmbedder) else Traffic(self.settings.max_pending)
         if not isinstance(first, SerialisedEmbedder):
             pipeline._embedders = {
                 n: SerialisedEmbedder(e, self.traffic, 8, yield_seconds) for n, e in embedders.items()

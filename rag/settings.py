@@ -47,6 +47,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # pages that may embed the widget, e.g. https://intranet.example
     trusted_proxy_header: str = ""  # e.g. X-Forwarded-User from an SSO reverse proxy on this host
     admin_users: tuple[str, ...] = ()  # users (from the proxy header) with the admin scope
+    max_pending: int = 64  # questions answered at once; more get HTTP 503 with Retry-After (a bounded queue)
     asks_per_minute: int = 600  # per API key, user or client address
     logins_per_minute: int = 5  # failed admin passwords / keys per client address
     widget_token_seconds: int = 600

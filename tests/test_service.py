@@ -116,3 +116,15 @@ def test_serialised_embedders_keep_the_protocol(settings: Settings) -> None:
     assert np.allclose(e.encode_queries(["a b"]), HashEmbedder().encode_queries(["a b"]))
     Service(service.pipeline)  # wrapping twice does not nest
     assert service.pipeline.embedders["hash"] is e
+
+
+def test_questions_beyond_the_limit_are_refused_with_retry_after() -> None:
+    from rag.service import Busy, Traffic
+
+    traffic = Traffic(limit=2)
+    with traffic.question(), traffic.question():
+        with pytest.raises(Busy) as info, traffic.question():
+            pass
+        assert info.value.status == 503 and info.value.retry_after == 1
+    with traffic.question():  # the slots are free again
+        pass
