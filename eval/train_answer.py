@@ -42,6 +42,7 @@ from rag.answer_model import QUESTION_FEATURES, AnswerModel, Logistic, Threshold
 from rag.chunk import units
 from rag.features import SENTENCE_FEATURES, candidates
 from rag.pipeline import Pipeline
+from rag.qa_eval import _stage_bars
 from rag.retrieve import Filters, row_map, search
 from rag.settings import PROJECT_ROOT, load_settings
 from rag.types import Document, Meta
@@ -410,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     examples: list[Scenario] = []
     for corpus in corpora:
         pipe = Pipeline(base.replace(index_name=f"train-{corpus.name}"), shared)
-        pipe.update(corpus.documents, _progress(not args.quiet, corpus.name), replace_all=True)
+        pipe.update(corpus.documents, _stage_bars(not args.quiet, corpus.name), replace_all=True)
         examples += scenarios(pipe, corpus, not args.quiet)
     model, report = train(examples)
     model = replace(
@@ -441,23 +442,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def vars_of(t: Thresholds) -> dict[str, float]:
     return {"abstain": t.abstain, "confident": t.confident}
-
-
-def _progress(show: bool, name: str):  # type: ignore[no-untyped-def]
-    from tqdm import tqdm
-
-    bars: dict[str, object] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if not show:
-            return
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=f"{name}: {stage}", file=sys.stderr, leave=False)
-        bar.total, bar.n = total, done  # type: ignore[attr-defined]
-        bar.refresh()  # type: ignore[attr-defined]
-
-    return update
 
 
 if __name__ == "__main__":
