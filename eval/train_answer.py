@@ -302,26 +302,15 @@ def evaluate_models(sentence: Logistic, question: Logistic, items: list[Scenario
     top1 = np.mean([s.labels[int(np.argmax(sentence.logit(s.features)))] for s in answerable])
     conf = sigmoid(question.logit(question_matrix(sentence, items)))
     y = np.array([float(s.answerable) for s in items])
-    from rag.metrics import expected_calibration_error
+    from rag.metrics import expected_calibration_error, roc_auc
 
     return {
         "questions": len(items),
         "sentence_top1": round(float(top1), 4),
-        "answerable_auc": round(_auc(conf, y), 4),
+        "answerable_auc": round(roc_auc(conf, y), 4),
         "accuracy_at_0.5": round(float(np.mean((conf >= 0.5) == (y == 1))), 4),
         "ece": round(expected_calibration_error(conf, y), 4),
     }
-
-
-def _auc(score: np.ndarray, y: np.ndarray) -> float:
-    order = np.argsort(score, kind="stable")
-    ranks = np.empty(len(score))
-    ranks[order] = np.arange(1, len(score) + 1)
-    pos = y == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _counts(examples: Sequence[Scenario]) -> dict[str, int]:

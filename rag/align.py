@@ -16,17 +16,10 @@ from rag.types import Aligned
 MIN_SIMILARITY = 0.6  # mean cosine over the encoders below which two sentences are not taken as translations
 
 
-def edition_key(index: Index, doc_id: str) -> str:
-    doc = index.documents.get(doc_id)
-    if doc is None:
-        return ""
-    return doc.meta.edition_of or f"{doc.meta.title}|{doc.meta.issue}"
-
-
 def counterpart(index: Index, row: int, language: str) -> Aligned | None:
     """The sentence that says what sentence `row` says, in another edition written in `language`."""
     doc_id, _a, _b = index.sentences[row]
-    key = edition_key(index, doc_id)
+    key = index.documents[doc_id].edition_key
     channels = [ch for ch, v in index.sentence_vectors.items() if len(v)]
     if not key or not channels:
         return None

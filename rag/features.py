@@ -158,17 +158,14 @@ class Coverage:
         return float((idf * matched).sum() / idf.sum())
 
     def _concept_idf(self, concept: tuple[tuple[str, float], ...], language: str) -> float:
-        field = self.index.lexical.native.get(language) if self.index.lexical is not None else None
-        if field is None or field.tf.shape[0] == 0:
+        if self.index.lexical is None:
             return 1.0
-        n = field.tf.shape[0]
-        df = max((_df(field, t) for t, _w in concept), default=0)
+        counts = [self.index.lexical.document_frequency(t, language) for t, _w in concept]
+        n = max((total for _df, total in counts), default=0)
+        if not n:
+            return 1.0
+        df = max(df for df, _total in counts)
         return math.log1p((n - df + 0.5) / (df + 0.5))
-
-
-def _df(field, term: str) -> int:  # type: ignore[no-untyped-def]
-    col = field.vocab.get(term)
-    return 0 if col is None else int(field.tf.indptr[col + 1] - field.tf.indptr[col])
 
 
 _LEXICAL = lexical.Settings()

@@ -390,6 +390,15 @@ class LexicalIndex:
             scores[rows] = s
         return scores
 
+    def document_frequency(self, term: str, language: str) -> tuple[int, int]:
+        """(passages of `language` holding the index term, passages of `language`)."""
+        field = self.native.get(base(language))
+        if field is None:
+            return 0, 0
+        col = field.vocab.get(term)
+        df = 0 if col is None else int(field.tf.indptr[col + 1] - field.tf.indptr[col])
+        return df, field.tf.shape[0]
+
     def save(self, folder: Path) -> None:
         """Write the index as plain files (manifest.json, one npz + vocabulary json per field), atomically."""
         folder = Path(folder)

@@ -370,3 +370,20 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[fl
     if not n:
         return float("nan")
     return float(sum(b["count"] * abs(b["confidence"] - b["accuracy"]) for b in table if b["count"]) / n)
+
+
+def roc_auc(score: Sequence[float], positive: Sequence[float]) -> float:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties count half
+    through average ranks); NaN when one class is absent."""
+    s = np.asarray(score, np.float64)
+    pos = np.asarray(positive, np.float64) == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    for value in np.unique(s):  # ties: their average rank
+        tied = s == value
+        ranks[tied] = ranks[tied].mean()
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

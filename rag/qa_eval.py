@@ -739,14 +739,16 @@ def decision_table(rows: Sequence[Mapping[str, Any]], name: str) -> dict[str, An
 
 def reliability_table(rows: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:
     """Reliability diagram of the confidence against "the question is answerable", with its ECE."""
-    from rag.metrics import expected_calibration_error, reliability
+    from rag.metrics import expected_calibration_error, reliability, roc_auc
 
     conf = [float(r.get("confidence", 0.0)) for r in rows]
     answerable = [float(not r["unanswerable"]) for r in rows]
     bins = reliability(conf, answerable, bins=5)
     ece = expected_calibration_error(conf, answerable, bins=5)
+    auc = roc_auc(conf, answerable)
     return {
-        "title": f"Reliability of the confidence (configuration {name!r}): expected calibration error {ece:.3f}",
+        "title": f"Reliability of the confidence (configuration {name!r}): expected calibration error {ece:.3f}, "
+        f"AUC answerable vs not {auc:.3f}",
         "columns": ["confidence bin", "questions", "mean confidence", "share answerable"],
         "rows": [
             [

@@ -20,7 +20,7 @@ import numpy as np
 
 from rag.lang import base, detect
 from rag.store import Index
-from rag.types import Chunk, Hit
+from rag.types import Hit
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,8 @@ def _fold(index: Index, hits: Sequence[Hit], rows: np.ndarray, threshold: float,
     groups: list[list[int]] = []  # positions in `hits`
     by_key: dict[str, list[list[int]]] = {}
     for i, hit in enumerate(hits):
-        key = _edition_key(index, hit.chunk)
+        doc = index.documents.get(hit.chunk.doc_id)
+        key = doc.edition_key if doc is not None else ""
         for group in by_key.get(key, []) if key else []:
             lead = group[0]
             if all(hits[j].chunk.doc_id != hit.chunk.doc_id for j in group) and (
@@ -280,13 +281,6 @@ def _fold(index: Index, hits: Sequence[Hit], rows: np.ndarray, threshold: float,
         others = tuple(h.chunk.doc_id for h in members if h is not best)
         kept.append(Hit(chunk=best.chunk, score=members[0].score, channels=best.channels, also_in=others))
     return kept
-
-
-def _edition_key(index: Index, chunk: Chunk) -> str:
-    doc = index.documents.get(chunk.doc_id)
-    if doc is None:
-        return ""
-    return doc.meta.edition_of or f"{doc.meta.title}|{doc.meta.issue}"
 
 
 # ---------------------------------------------------------------- search structures, built once per opened index

@@ -134,7 +134,7 @@ class Index:
         """Edition key (`meta.edition_of`, else title and issue) → the ids of the documents sharing it."""
         out: dict[str, list[str]] = {}
         for doc_id, d in self.documents.items():
-            out.setdefault(d.meta.edition_of or f"{d.meta.title}|{d.meta.issue}", []).append(doc_id)
+            out.setdefault(d.edition_key, []).append(doc_id)
         return out
 
     @cached_property

@@ -54,6 +54,11 @@ class Document:
     path: str = ""
     links: tuple[tuple[str, str], ...] = ()  # (link text, target): the targets are not in `text`
 
+    @property
+    def edition_key(self) -> str:
+        """What editions of one issue in several languages share: `meta.edition_of`, else title and issue."""
+        return self.meta.edition_of or f"{self.meta.title}|{self.meta.issue}"
+
     def section_at(self, offset: int) -> Section | None:
         """The section containing `offset`, or None."""
         for s in self.sections:
