@@ -104,7 +104,7 @@ def dataset_dir(tmp_path: Path, corpus: Path) -> Path:
 def base_toml(tmp_path: Path) -> Path:
     """Top-level --config for in-process CLI runs: the hash embedder, an index under tmp_path."""
     path = tmp_path / "base.toml"
-    path.write_text(f'embedders = ["hash"]\nabstain_threshold = 0.2\nindex_root = "{tmp_path / "index"}"\n', "utf-8")
+    path.write_text(f'embedders = ["hash"]\nabstain_threshold = 0.0\nindex_root = "{tmp_path / "index"}"\n', "utf-8")
     return path
 
 
@@ -116,7 +116,7 @@ def fixed_commit(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def hash_settings(tmp_path: Path) -> Settings:
-    return Settings(embedders=("hash",), abstain_threshold=0.2, index_root=tmp_path / "index")
+    return Settings(embedders=("hash",), abstain_threshold=0.0, index_root=tmp_path / "index")
 
 
 def run_cli(*argv: str) -> int:
