@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--index", dest="index_name", help="index name under index/ (default: default)")
         sp.add_argument("--embedders", help="comma-separated dense channels: use,e5,st:<model> (default: use,e5)")
         sp.add_argument("--no-lexical", action="store_true", help="build/query without the BM25 channel")
+        backend_argument(sp)
 
     ing = sub.add_parser("ingest", help="add or update newsletters in an index")
     ing.add_argument("paths", nargs="+", type=Path)
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def backend_argument(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--backend",
+        choices=("faiss", "milvus"),
+        help="where the vectors live: faiss (files in the index folder, default) or milvus (milvus_uri)",
+    )
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     s = load_settings(args.config)
     changes: dict[str, object] = {}
@@ -90,6 +99,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         changes["embedders"] = args.embedders
     if getattr(args, "no_lexical", False):
         changes["lexical"] = False
+    if getattr(args, "backend", None):
+        changes["index_backend"] = args.backend
     return s.replace(**changes) if changes else s
 
 

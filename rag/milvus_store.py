@@ -347,9 +347,9 @@ class MilvusStore:
         c.create_collection(
             collection,
             schema=self._schema(dims, sparse, scalars),
-            index_params=params,
             consistency_level="Strong",  # a question right after an ingest sees it
         )
+        c.create_index(collection, params, sync=False)  # of an empty collection: no need to poll (0.5 s each)
         self._load(collection)
         return True
 
