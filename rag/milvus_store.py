@@ -38,7 +38,7 @@ from rag.backend import check_backend
 from rag.lang import base, detect
 from rag.retrieve import Filters, FusionSettings
 from rag.settings import Settings
-from rag.sparse import document_sparse, query_sparse, sparse_dot
+from rag.sparse import document_sparse, query_sparse
 from rag.store import Index, StoreError, _read_pointer, open_index, write_index
 from rag.types import Hit
 
@@ -219,7 +219,8 @@ class RemoteRows:
 
     def __getitem__(self, rows: Any) -> np.ndarray:
         if isinstance(rows, (int, np.integer)):
-            return self.source.take([int(rows)], self.channel)[0]
+            cached = self.source._cache.get(int(rows), {}).get(self.channel)  # folding asks row by row
+            return cached if cached is not None else self.source.take([int(rows)], self.channel)[0]
         if isinstance(rows, slice):
             rows = range(*rows.indices(len(self)))
         return self.source.take(np.asarray(rows, np.int64).ravel().tolist(), self.channel)
@@ -369,6 +370,8 @@ class MilvusStore:
             held = set() if fresh else self._held(previous)
             self._upsert_chunks(index, keys, held)
             self._upsert_sentences(index, keys, held)
+            for collection in (self.chunks_collection, self.sentences_collection):
+                self.client.flush(collection)  # sealed and indexed: Milvus Lite scans unflushed rows in Python
         except MilvusError:
             raise
         except Exception as exc:
@@ -382,6 +385,7 @@ class MilvusStore:
         for collection in (self.chunks_collection, self.sentences_collection):
             try:
                 self.client.delete(collection, filter=expr)
+                self.client.flush(collection)
             except Exception as exc:  # the next write deletes them: they are never read (unknown keys)
                 log.warning("could not delete stale entities from %s: %s", collection, exc)
 
@@ -500,6 +504,19 @@ class MilvusStore:
         )
         return index
 
+    def _sparse_scores(self, sparse_q: Mapping[int, float], expr: str, limit: int) -> dict[str, float]:
+        """The sparse route's top `limit` scores by entity key (its score is the dot product, `sparse_dot`)."""
+        found = self.client.search(
+            self.chunks_collection,
+            [dict(sparse_q)],
+            anns_field="sparse",
+            limit=limit,
+            filter=expr,
+            output_fields=["pk"],
+            search_params={"metric_type": "IP"},
+        )[0]
+        return {h["entity"]["pk"] if h.get("entity") else h["id"]: float(h["distance"]) for h in found}
+
     def search(
         self,
         index: MilvusIndex,
@@ -542,7 +559,7 @@ class MilvusStore:
         if not requests:
             return []
         first = next(iter(index.vectors))  # folding editions compares passages on the first channel
-        fields = sorted({"pk", *(dense_field(ch) for ch in {*active, first}), *(["sparse"] if sparse_q else [])})
+        fields = sorted({"pk", *(dense_field(ch) for ch in {*active, first})})
         ranker = RRFRanker(RRF_K) if self.ranker == "rrf" else WeightedRanker(*weights)
         try:
             found = self.client.hybrid_search(
@@ -568,8 +585,9 @@ class MilvusStore:
             ch: np.array([np.asarray(e[dense_field(ch)], np.float32) @ query_vectors[ch] for e in entities])
             for ch in active
         }
-        if sparse_q:
-            per_channel["bm25"] = np.array([sparse_dot(sparse_q, e.get("sparse") or {}) for e in entities])
+        if sparse_q:  # BM25 of the candidates: the sparse route's own scores, its top matches as the folder's
+            lexical = self._sparse_scores(sparse_q, expr, max(fusion.candidates * 5, 200))
+            per_channel["bm25"] = np.array([lexical.get(e["pk"], 0.0) for e in entities])
         if fusion.rerank:  # the folder backend's second stage (rag.retrieve.search), on the engine's candidates
             fused_inputs = dict(per_channel)
             for ch in active:
