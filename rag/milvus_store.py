@@ -366,7 +366,8 @@ class MilvusStore:
             fresh = self._ensure(self.chunks_collection, dims, sparse, True)
             fresh |= self._ensure(self.sentences_collection, dims, False, False)
             chunker = index.manifest.chunker
-            keys = {d: doc_key(d, doc.content_hash, chunker) for d, doc in index.documents.items()}
+            # Every document of the new version (the manifest lists them all, written now or kept).
+            keys = {d: doc_key(d, h, chunker) for d, h in index.manifest.documents.items()}
             held = set() if fresh else self._held(previous)
             self._upsert_chunks(index, keys, held)
             self._upsert_sentences(index, keys, held)

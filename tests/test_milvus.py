@@ -186,3 +186,28 @@ def test_an_index_is_opened_only_by_the_backend_that_wrote_it(built: Pipeline) -
     rebuilt.update([], rebuild=True)  # `ingest --rebuild`: the stored documents, vectors back in the folder
     assert type(rebuilt.index()).__name__ == "Index" and rebuilt.index().manifest.backend == {}
     assert "Hangzhou" in rebuilt.ask(EN_Q).answer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "question,expected",
+    [
+        (EN_Q, "Hangzhou"),
+        (ZH_Q, "杭州"),
+        ("移民融合研討會在哪裡舉行？", "杭州"),
+    ],
+)
+def test_the_default_models_answer_from_milvus(real: Pipeline, question: str, expected: str) -> None:
+    answer = real.ask(question)
+    assert not answer.abstained and expected in answer.answer and answer.citations
+    for c in answer.citations:
+        assert real.index().documents[c.doc_id].text[c.start : c.end] == c.quote
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The shipped settings (use + e5 + BM25) on the sample corpus, vectors in Milvus Lite; built once."""
+    tmp = tmp_path_factory.mktemp("milvus-sample")
+    p = Pipeline(Settings(index_root=tmp / "index", data_dir=tmp / "var", index_backend="milvus"))
+    assert isinstance(p.index(), MilvusIndex)  # built from data/newsletters on first use
+    return p
