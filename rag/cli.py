@@ -334,6 +334,7 @@ def render_text_dict(d: dict) -> str:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.backend import backend_of
     from rag.embed import EmbedderError
     from rag.store import FormatOutdated, StoreError, list_indexes, open_index
 
@@ -344,7 +345,8 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         damaged = 0
         for name in names:
             try:
-                idx = open_index(settings.index_root / name)
+                folder = settings.index_root / name
+                idx = open_index(folder, vectors=backend_of(folder) != "milvus")  # (vectors in Milvus: not here)
             except FormatOutdated as exc:
                 print(f"{name}: outdated ({exc}); the next ask or ingest re-indexes its newsletters")
                 continue
@@ -353,9 +355,10 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
                 damaged += 1
                 continue
             m = idx.manifest
+            where = f", vectors in Milvus at {m.backend.get('uri')}" if m.backend.get("name") == "milvus" else ""
             print(
                 f"{name}: {len(idx.documents)} newsletters, {len(idx.chunks)} chunks, "
-                f"embedders {','.join(m.embedders)}{' + bm25' if m.lexical else ''}, built {m.created}"
+                f"embedders {','.join(m.embedders)}{' + bm25' if m.lexical else ''}, built {m.created}{where}"
             )
             for d in idx.documents.values():
                 print(f"  {d.doc_id}  [{d.language}]  {d.meta.title}  issue {d.meta.issue}  {d.meta.period}")

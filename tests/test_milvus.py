@@ -211,3 +211,15 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     p = Pipeline(Settings(index_root=tmp / "index", data_dir=tmp / "var", index_backend="milvus"))
     assert isinstance(p.index(), MilvusIndex)  # built from data/newsletters on first use
     return p
+
+
+def test_index_list_names_where_the_vectors_are(
+    built: Pipeline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.cli import main
+
+    monkeypatch.setenv("RAG_INDEX_ROOT", str(built.settings.index_root))
+    assert main(["index", "list"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("default: 2 newsletters, 4 chunks, embedders hash + bm25, built ")
+    assert first.endswith(f"vectors in Milvus at {built.settings.index_dir / 'milvus.db'}")
