@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench load browser
+.PHONY: run test lint bench bench-milvus load browser
 
 run: $(VENV)/.installed
 	$(PY) app.py
@@ -17,6 +17,10 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) eval/bench_pipeline.py
+
+# The Milvus backend (Milvus Lite) against the FAISS folder on a generated archive (docs/scale.md, "Milvus").
+bench-milvus: $(VENV)/.installed
+	$(PY) eval/bench_milvus.py --issues 100 --out docs/milvus-bench.json
 
 load: $(VENV)/.installed
 	$(PY) eval/load_test.py --out docs/load-test.json
