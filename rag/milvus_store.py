@@ -179,26 +179,31 @@ class RemoteVectors:
             self._cache.setdefault(row, {}).update(vectors)
 
     def take(self, rows: Sequence[int], channel: str) -> np.ndarray:
+        """One channel's vectors of `rows`, in order: from the cache, the rest fetched (all channels at once)."""
         rows = [int(r) for r in rows]
+        out: dict[int, np.ndarray] = {}
         with self._lock:
-            missing = sorted({r for r in rows if channel not in self._cache.get(r, {})})
-        if missing:
-            fields = [dense_field(ch) for ch in self.dims]
-            by_key = {self.keys[r]: r for r in missing}
-            for i in range(0, len(missing), BATCH):
-                part = [self.keys[r] for r in missing[i : i + BATCH]]
-                found = self.store.query(self.collection, f"pk in {_quote_list(part)}", ["pk", *fields])
-                for e in found:
-                    self.remember(by_key[e["pk"]], {ch: np.asarray(e[dense_field(ch)], np.float32) for ch in self.dims})
-        with self._lock:
-            try:
-                vecs = [self._cache[r][channel] for r in rows]
-            except KeyError as exc:
-                raise MilvusError(
-                    f"Milvus collection {self.collection} lacks vectors the index folder lists (row {exc}); "
-                    "re-index with `newsletter-qa ingest --rebuild`"
-                ) from None
-        return np.stack(vecs) if vecs else np.zeros((0, self.dims[channel]), np.float32)
+            for r in rows:
+                v = self._cache.get(r, {}).get(channel)
+                if v is not None:
+                    out[r] = v
+        missing = sorted(set(rows) - out.keys())
+        fields = [dense_field(ch) for ch in self.dims]
+        by_key = {self.keys[r]: r for r in missing}
+        for i in range(0, len(missing), BATCH):
+            part = [self.keys[r] for r in missing[i : i + BATCH]]
+            for e in self.store.query(self.collection, f"pk in {_quote_list(part)}", ["pk", *fields]):
+                r = by_key[e["pk"]]
+                vectors = {ch: np.asarray(e[dense_field(ch)], np.float32) for ch in self.dims}
+                out[r] = vectors[channel]
+                if len(missing) <= CACHE_ROWS:  # a bulk read (an ingest's unchanged rows) leaves the cache be
+                    self.remember(r, vectors)
+        if absent := [r for r in rows if r not in out]:
+            raise MilvusError(
+                f"Milvus collection {self.collection} lacks {len(absent)} vector(s) the index folder lists "
+                f"(key {self.keys[absent[0]]}); re-index with `newsletter-qa ingest --rebuild`"
+            )
+        return np.stack([out[r] for r in rows]) if rows else np.zeros((0, self.dims[channel]), np.float32)
 
 
 class RemoteRows:

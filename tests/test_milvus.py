@@ -128,6 +128,21 @@ def test_filters_select_the_passages_the_folder_backend_selects(
     assert {h.chunk.doc_id for h in built.search(EN_Q, k=10, filters=Filters(language="zh"))} == {"news-zh"}
 
 
+def test_vectors_come_back_from_milvus_as_written(
+    built: Pipeline, settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = pipe(settings.replace(index_name="folder"))
+    folder.ingest([corpus])
+    remote, local = built.index(), folder.index()
+    monkeypatch.setattr(milvus_store, "CACHE_ROWS", 2)  # a read larger than the cache still returns every row
+    for ch, want in local.sentence_vectors.items():
+        got = remote.sentence_vectors[ch]
+        assert got.shape == want.shape and len(got) == len(local.sentences)
+        np.testing.assert_array_equal(got[np.arange(len(want))], want)
+        np.testing.assert_array_equal(got[5], want[5])
+        np.testing.assert_array_equal(remote.vectors[ch][[3, 0]], local.vectors[ch][[3, 0]])
+
+
 def test_remove_and_replace_a_document_delete_its_entities(built: Pipeline, corpus: Path) -> None:
     built.remove(["news-zh"])
     index = built.index()
