@@ -4,8 +4,10 @@ A passage's vector holds its BM25 document weights, per field of `rag.lexical.Le
 (namespace `n|<lang>`) and its CC-CEDICT translation (`t|<lang>`); a question's vector holds the concepts
 `rag.lexical.concepts` reads in it, per target language, at their idf over the query's self-score. Their dot
 product reproduces `LexicalIndex.scores` (cross-language matching included) up to two approximations: a
-concept's idf is that of its most frequent matched term (not of their union), and translations of one concept
-saturate one by one (tests/test_milvus.py compares the two).
+concept's document frequency is the sum of its matched terms' (the bound of their union, which needs postings),
+and translations of one concept saturate one by one (tests/test_milvus.py compares the two). On the XQuAD dev
+split, BM25 alone, the sum kept cross-language R@1 closer to the folder's than the most frequent term's did
+(zh->en 0.804 / en->zh 0.818 against 0.812 / 0.816; the largest term's df gave 0.799 / 0.804).
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ def document_sparse(lexical: Any) -> list[dict[int, float]]:
 def _field_query(f: Any, found: Sequence[Sequence[tuple[str, float]]], settings: Any, namespace: str, scale: float):
     """One field's share of the query vector: each matched term at its concept's idf / the query's self-score.
 
-    As `rag.lexical._Field.score`, but term by term: a concept's idf is that of its most frequent matched term
-    (a bound on the idf of their union, which needs postings), and translations saturate one by one.
+    As `rag.lexical._Field.score`, but term by term: a concept's document frequency is the sum of its matched
+    terms' (a bound on their union's, which needs postings), and translations saturate one by one.
     """
     n = f.tf.shape[0]
     out: dict[int, float] = defaultdict(float)
@@ -79,7 +81,7 @@ def _field_query(f: Any, found: Sequence[Sequence[tuple[str, float]]], settings:
     for concept in found:
         hits = [(t, w) for t, w in concept if t in f.vocab and w > 0]
         if hits:
-            d = max(int(df[f.vocab[t]]) for t, _ in hits)
+            d = min(n, sum(int(df[f.vocab[t]]) for t, _ in hits))
             matched.append((float(np.log1p((n - d + 0.5) / (d + 0.5))), hits))
     if not matched:
         return out
