@@ -237,10 +237,12 @@ class RemoteRows:
 
 @dataclass
 class MilvusIndex(Index):
-    """An Index whose vectors are in Milvus: `vectors` and `sentence_vectors` hold `RemoteRows`."""
+    """An Index whose vectors are in Milvus: `vectors` and `sentence_vectors` hold `RemoteRows` (indexable like
+    the arrays the folder backend holds, fetching on demand)."""
 
     engine: Any = None  # the MilvusStore: `rag.retrieve.search` hands it the question
     row_of_key: dict[str, int] = field(default_factory=dict)  # chunk entity key → chunk row
+    chunk_rows: Any = None  # the RemoteVectors behind `vectors` (search caches the candidates' vectors there)
 
     def __post_init__(self) -> None:  # no FAISS over remote vectors
         if not self.chunk_sentences:
@@ -497,15 +499,16 @@ class MilvusStore:
             local.manifest,
             local.documents,
             local.chunks,
-            {ch: RemoteRows(chunk_rows, ch) for ch in local.manifest.embedders},
+            {ch: RemoteRows(chunk_rows, ch) for ch in local.manifest.embedders},  # type: ignore[misc]
             local.sentences,
-            {ch: RemoteRows(sentence_rows, ch) for ch in local.manifest.embedders},
+            {ch: RemoteRows(sentence_rows, ch) for ch in local.manifest.embedders},  # type: ignore[misc]
             local.lexical,
             local.sentence_lexical,
             {},
             local.chunk_sentences,
             local.version,
             engine=self,
+            chunk_rows=chunk_rows,
             row_of_key={k: r for r, k in enumerate(chunk_rows.keys)},
         )
         return index
@@ -573,7 +576,7 @@ class MilvusStore:
             )[0]
         except Exception as exc:
             raise MilvusError(f"Milvus search failed: {type(exc).__name__}: {exc}") from exc
-        source = index.vectors[first].source
+        source = index.chunk_rows
         rows, engine, entities = [], [], []
         for hit in found:
             entity = hit.get("entity") or {}
