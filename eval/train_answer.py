@@ -42,7 +42,15 @@ from pathlib import Path
 import numpy as np
 
 from rag import lang
-from rag.answer_model import QUESTION_FEATURES, AnswerModel, Logistic, Thresholds, question_features, sigmoid
+from rag.answer_model import (
+    QUESTION_FEATURES,
+    AnswerModel,
+    Calibration,
+    Logistic,
+    Thresholds,
+    question_features,
+    sigmoid,
+)
 from rag.chunk import units
 from rag.features import SENTENCE_FEATURES, candidates
 from rag.pipeline import Pipeline
@@ -415,6 +423,22 @@ def choose_thresholds(rows: Sequence[dict], max_wrong: float = MAX_WRONG_ABSTENT
     return Thresholds(abstain=best, confident=max(best, confident))
 
 
+def fit_calibration(rows: Sequence[dict]) -> Calibration:
+    """Platt scaling on the dev questions the model itself decided (not those a name rule abstained on)."""
+    decided = [r for r in rows if not r["never_mentioned"]]
+    p = np.clip(np.array([r["confidence"] for r in decided]), 1e-6, 1 - 1e-6)
+    z = np.log(p / (1 - p))[:, None]
+    y = np.array([0.0 if r["unanswerable"] else 1.0 for r in decided])
+    fit = Logistic.fit(z, y, ("logit",), l2=1.0)
+    a = float(fit.coef[0] / fit.scale[0])
+    return Calibration(a=round(a, 6), b=round(float(fit.intercept - a * fit.mean[0]), 6))
+
+
+def recalibrate(confidence: float, c: Calibration) -> float:
+    p = min(max(confidence, 1e-6), 1 - 1e-6)
+    return float(sigmoid(c.a * np.log(p / (1 - p)) + c.b))
+
+
 def dev_rows(pipe_settings, model_path: Path, dataset: Path) -> list[dict]:  # type: ignore[no-untyped-def]
     """Run the dev dataset with the model at `model_path` and its thresholds at 0 (everything answered)."""
     from rag.qa_eval import load_dataset, locate, score_question
@@ -492,8 +516,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = dev_rows(base.replace(index_root=args.cache / "index"), args.out, args.dev)
         for r in rows:
             r["never_mentioned"] = r["abstained"]  # with thresholds at 0 only the name rules abstain
+        calibration = fit_calibration(rows)
+        for r in rows:
+            r["confidence"] = recalibrate(r["confidence"], calibration)
         thresholds = choose_thresholds(rows)
-        model = replace(model, thresholds=thresholds, meta={**model.meta, "thresholds_from": str(args.dev.name)})
+        model = replace(
+            model,
+            thresholds=thresholds,
+            calibration=calibration,
+            meta={**model.meta, "thresholds_from": str(args.dev.name), "calibrated_on": str(args.dev.name)},
+        )
         model.save(args.out)
     print(json.dumps({"thresholds": vars_of(model.thresholds), **report}, indent=1), file=sys.stderr)
     print(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)

@@ -51,3 +51,13 @@ def test_auc() -> None:
     from rag.metrics import roc_auc
 
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+
+
+def test_calibration_fits_the_dev_share_without_changing_the_order(train) -> None:  # type: ignore[no-untyped-def]
+    # The raw model says 0.2-0.4 for questions of which four in five are answerable: too low.
+    rows = [_row(c, u) for c, u in ((0.2, True), (0.25, False), (0.3, False), (0.35, False), (0.4, False))] * 4
+    rows += [_row(0.01, True, by_rule=True)]  # decided by the name rule: not the model's to calibrate
+    c = train.fit_calibration(rows)
+    new = [train.recalibrate(r["confidence"], c) for r in rows[:5]]
+    assert new == sorted(new) and 0.6 < sum(new) / 5 < 0.9  # same order, near the share answerable (0.8)
+    assert train.recalibrate(0.3, type(c)()) == pytest.approx(0.3)  # identity by default
