@@ -344,7 +344,7 @@ def render_text_dict(d: dict, generated_shown: bool = False) -> str:
     if d.get("verdict") == "closest":
         lines.append(f"({CLOSEST.get(d['language'], CLOSEST['en'])})")
     if d.get("notice"):
-        from rag.generate import notice_text
+        from rag.render import notice_text
 
         lines.append(f"({notice_text(d['notice'], d['language'])})")
     dropped = [x["text"] for x in d.get("sentences", []) if not x["supported"]]

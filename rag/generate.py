@@ -30,21 +30,6 @@ from rag.types import Answer, Citation, Sentence, Token, Turn
 # Chosen on eval/datasets/mmsp-dev by eval/support_threshold.py (use + e5): see docs/generation.md.
 SUPPORT_THRESHOLD = 0.55
 
-NOTICES = {
-    "unavailable": {"en": "The language model could not be reached", "zh": "无法连接语言模型"},
-    "timeout": {"en": "The language model took too long", "zh": "语言模型响应超时"},
-    "http_error": {"en": "The language model server returned an error", "zh": "语言模型服务器返回错误"},
-    "malformed": {"en": "The language model sent an unreadable reply", "zh": "语言模型的回复无法读取"},
-    "interrupted": {"en": "The language model's reply broke off", "zh": "语言模型的回复中断"},
-    "empty": {"en": "The language model sent no text", "zh": "语言模型没有返回文字"},
-    "wrong_language": {"en": "The language model answered in another language", "zh": "语言模型用了其他语言回答"},
-    "unsupported": {
-        "en": "No sentence the language model wrote was supported by the passages",
-        "zh": "语言模型写出的句子都没有得到引用段落的支持",
-    },
-}
-FALLBACK = {"en": "{reason}; these are the quoted sentences.", "zh": "{reason}；以下是引用的原句。"}
-
 _LANGUAGE_NAMES = {"en": "English", "zh": "Simplified Chinese (简体中文)", "zh-hant": "Traditional Chinese (繁體中文)"}
 _SYSTEM = {
     "en": (
@@ -189,13 +174,6 @@ def verify(
 def fallback(answer: Answer, code: str, sentences: tuple[Sentence, ...] = ()) -> Answer:
     """The extractive answer, with the reason the generated one was not given."""
     return dataclasses.replace(answer, mode="extractive", notice=code, sentences=sentences)
-
-
-def notice_text(code: str, language: str) -> str:
-    """The fallback notice in the question's language."""
-    lang = base(language)
-    reason = NOTICES.get(code, NOTICES["http_error"])[lang]
-    return _zh(language, FALLBACK[lang].format(reason=reason))
 
 
 def in_language(text: str, language: str) -> str | None:
