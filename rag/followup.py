@@ -81,4 +81,8 @@ def resolve(question: str, history: Sequence[Turn], lexical_index: lexical.Lexic
 
 
 def _join(question: str, terms: Sequence[str]) -> str:
-    return question.rstrip() + " " + " ".join(terms) if terms else question
+    """The question and the carried words; capitalised words are lowered (acronyms kept), so that the answer
+    stage's scope check does not read a run of carried words ("Seminar Migrant Integration") as a name the
+    newsletters never mention."""
+    carried = [t if t.isupper() else t.lower() for t in terms]
+    return question.rstrip() + " " + " ".join(carried) if carried else question
