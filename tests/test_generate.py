@@ -280,3 +280,59 @@ def test_without_an_llm_no_generation_module_is_loaded(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] in ("", "http.client")  # http.client: some dependency's import
+
+
+# --------------------------------------------------------------------------- the chat UI and the HTTP stream
+
+
+def test_the_chat_streams_a_generated_answer_and_reads_follow_ups(settings: Settings) -> None:
+    from rag.auth import gate_for
+    from rag.service import Service
+    from rag.ui import Callbacks, new_session
+
+    words = [
+        "On 9-10 May 2023 ",
+        "the Seminar on Migrant Integration ",
+        "was held in Hangzhou, China [1]. ",
+        "Bye [1].",
+    ]
+    with Scripted(Reply(pieces=sse(*words))) as srv:
+        pipe = llm_pipeline(settings, srv.url)
+        cb = Callbacks(Service(pipe), gate_for(pipe.settings, "127.0.0.1"), stream_delay=0.0)
+        session = new_session()
+        frames = list(cb.ask(EN_Q, 5, "", "", "", "", session))
+        chats = [f[0] for f in frames if isinstance(f[0], str)]
+        assert any("streaming" in c and "the Seminar on Migrant Integration" in c for c in chats[:-1])
+        final = session["turns"][-1]["answer"]
+        assert final.mode == "generated" and "Bye" not in final.answer
+        assert 'data-mode="generated"' in chats[-1] and "1 sentence(s) not supported" in chats[-1]
+        list(cb.ask("And how many people attended it?", 5, "", "", "", "", session))
+        second = session["turns"][-1]["answer"]
+        assert second.resolved_question != second.question and "Read as:" in session_chat(cb, session)
+        assert "Where was the Seminar" in srv.requests[1]["messages"][1]["content"]  # the condense request
+
+
+def session_chat(cb: object, session: dict) -> str:
+    from rag import render
+
+    return render.conversation_html(session["turns"], session["ui_lang"], session["current"])
+
+
+def test_the_sse_stream_sends_draft_deltas_and_the_verified_answer(settings: Settings) -> None:
+    from rag.service import Service
+
+    with Scripted(
+        Reply(pieces=sse("The Seminar on Migrant Integration was held in Hangzhou, China [1]. ", "Penguins sing [1]."))
+    ) as srv:
+        service = Service(llm_pipeline(settings, srv.url))
+        events = list(service.stream(EN_Q))
+    kinds = [e["event"] for e in events]
+    assert kinds == ["draft", "delta", "delta", "answer"]
+    assert (
+        "".join(e["data"]["text"] for e in events if e["event"] == "delta")
+        == "The Seminar on Migrant Integration was held in Hangzhou, China [1]. Penguins sing [1]."
+    )
+    assert (
+        events[0]["data"]["mode"] == "extractive"
+        and events[-1]["data"]["answer"] == "The Seminar on Migrant Integration was held in Hangzhou, China [1]."
+    )
