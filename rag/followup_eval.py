@@ -3,7 +3,9 @@
 `newsletter-qa eval followup --dataset eval/datasets/mmsp-followup [--llm URL --model NAME] [--out DIR]`.
 Systems: `alone` (the follow-up as if it had no history), `resolved` (with the previous turn's key terms,
 `rag.followup`, no LLM), `condensed` (rewritten by the LLM, with --llm), and `standalone` (the question the
-follow-up stands for, as written: the ceiling). Slices: all, en, zh, and follow-ups vs changes of topic.
+follow-up stands for, as written: the ceiling). Slices: all, en, zh, and follow-ups vs changes of topic. Besides
+evidence recall, `answered` (not abstained) and `cites_evidence` (the answer cites a gold sentence) of the answer
+the assistant gives: the follow-up asked with its history, or (`alone`, `standalone`) the question by itself.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def load_conversations(folder: Path) -> tuple[Path, list[Conversation]]:
 
 def evaluate(pipe: Any, conversations: Sequence[Conversation], use_llm: bool) -> list[dict[str, Any]]:
     """One row per conversation and system: the question searched, rank of the first relevant passage, R@1/3/5."""
+    from rag.metrics import citation_precision
     from rag.qa_eval import Evidence, Question, is_relevant, locate
     from rag.retrieve import Filters
     from rag.types import Turn
@@ -76,7 +79,7 @@ def evaluate(pipe: Any, conversations: Sequence[Conversation], use_llm: bool) ->
     for c in conversations:
         q = Question(c.cid, c.language, c.second, tuple(Evidence(d, t) for d, t in c.evidence), "", False)
         gold = locate(q, documents)
-        history = (Turn(c.first),)
+        history = (Turn(c.first, pipe.ask(c.first, llm=False).answer),)  # as the chat sends it
         asked = {
             "alone": c.second,
             "resolved": pipe._resolve(c.second, history, False),
@@ -85,9 +88,16 @@ def evaluate(pipe: Any, conversations: Sequence[Conversation], use_llm: bool) ->
         if use_llm:
             asked["condensed"] = pipe._resolve(c.second, history, True)
         for system, question in asked.items():
-            hits = pipe.search(question, k=K, filters=Filters(language=gold.pool_language))
+            pool = Filters(language=gold.pool_language)
+            hits = pipe.search(question, k=K, filters=pool)
             relevant = [is_relevant(h, gold) for h in hits]
             first = next((i for i, r in enumerate(relevant, start=1) if r), None)
+            # The answer as the assistant gives it: the follow-up asked with its history, or the question alone.
+            if system in ("resolved", "condensed"):
+                answer = pipe.ask(c.second, filters=pool, history=history, llm=system == "condensed")
+            else:
+                answer = pipe.ask(question, filters=pool, llm=False)
+            cited = [(x.doc_id, x.start, x.end) for x in answer.citations]
             rows.append(
                 {
                     "system": system,
@@ -97,6 +107,9 @@ def evaluate(pipe: Any, conversations: Sequence[Conversation], use_llm: bool) ->
                     "question": question,
                     "first_relevant_rank": first,
                     **{f"evidence_recall@{k}": float(first is not None and first <= k) for k in (1, 3, 5)},
+                    "answered": float(not answer.abstained),
+                    "cites_evidence": float(citation_precision(cited, gold.spans) > 0) if cited else 0.0,
+                    "answer": answer.answer,
                 }
             )
     return rows
@@ -122,9 +135,9 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
             if not part:
                 continue
             cells: dict[str, Any] = {"questions": len(part)}
-            for k in (1, 3, 5):
-                values = [r[f"evidence_recall@{k}"] for r in part]
-                cells[f"evidence_recall@{k}"] = {
+            for metric in (*(f"evidence_recall@{k}" for k in (1, 3, 5)), "answered", "cites_evidence"):
+                values = [r[metric] for r in part]
+                cells[metric] = {
                     "value": sum(values) / len(values),
                     "ci": list(bootstrap_ci(values, seed=0)),
                     "n": len(values),
@@ -170,16 +183,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "settings": settings_dict(settings),
         },
         "systems": systems,
-        "metrics": ["evidence_recall@1", "evidence_recall@3", "evidence_recall@5", "questions"],
+        "metrics": [
+            "evidence_recall@1",
+            "evidence_recall@3",
+            "evidence_recall@5",
+            "answered",
+            "cites_evidence",
+            "questions",
+        ],
         "bar_metrics": ["evidence_recall@3"],
         "rows": rows,
     }
     out = args.out or PROJECT_ROOT / "eval" / "out" / datetime.now().strftime("followup-%Y%m%d-%H%M%S")
     paths = write_reports(result, out)
+    print(f"{'system':<11}{'slice':<15}{'R@1':>7}{'R@3':>7}{'R@5':>7}{'answered':>10}{'cites ev.':>10}{'n':>5}")
     for system, table in systems.items():
-        cells = "  ".join(
-            f"{name} {fmt(value_of(t['evidence_recall@3']))} (n={t['questions']})" for name, t in table.items()
-        )
-        print(f"R@3 {system:<10} {cells}")
+        for name, t in table.items():
+            cells = "".join(
+                f"{fmt(value_of(t[m])):>{w}}"
+                for m, w in (
+                    ("evidence_recall@1", 7),
+                    ("evidence_recall@3", 7),
+                    ("evidence_recall@5", 7),
+                    ("answered", 10),
+                    ("cites_evidence", 10),
+                )
+            )
+            print(f"{system:<11}{name:<15}{cells}{t['questions']:>5}")
     print(f"reports: {paths['md']}  {paths['json']}")
     return 0
