@@ -43,6 +43,18 @@ _SYSTEM = {
         "每句话末尾用方括号注明出处段落的编号，例如[1]。只使用段落中写明的事实，不要添加其他内容。最多写三句短句。"
     ),
 }
+# One worked exchange before the real one: small models follow a shown pattern better than an instruction.
+_EXAMPLE = {
+    "en": (
+        "Passages:\n[1] The meeting took place in Rome on 3 May 2021.\n[2] Forty delegates attended.\n\n"
+        "Question: Where and when was the meeting?",
+        "The meeting took place in Rome [1]. It was held on 3 May 2021 [1].",
+    ),
+    "zh": (
+        "段落：\n[1] 会议于2021年5月3日在罗马举行。\n[2] 共有四十名代表出席。\n\n问题：会议在何时何地举行？",
+        "会议在罗马举行[1]。会议于2021年5月3日举行[1]。",
+    ),
+}
 _CONDENSE = {
     "en": (
         "Rewrite the user's last question as one standalone question that can be understood without the "
@@ -88,7 +100,13 @@ def grounded_messages(answer: Answer) -> list[Message]:
             lines.append(f"[{c.n}] {c.aligned.quote}")
     head, ask = ("段落：", "问题：") if lang == "zh" else ("Passages:", "Question:")
     user = f"{_zh(language, head)}\n" + "\n".join(lines) + f"\n\n{_zh(language, ask)} {answer.question}"
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    shown, reply = (_zh(language, x) for x in _EXAMPLE[lang])
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": shown},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": user},
+    ]
 
 
 def split_sentences(text: str) -> list[tuple[str, tuple[int, ...]]]:

@@ -136,14 +136,17 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 class Pipeline:
     """Builds, updates and queries one index with one set of settings; models load on first use."""
 
-    def __init__(self, settings: Settings, embedders: dict[str, Embedder] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, embedders: dict[str, Embedder] | None = None, generator: Generator | None = None
+    ) -> None:
+        """`generator` writes generated answers (default: a client of `settings.llm_base_url`, made on first use)."""
         self.settings = settings
         self._embedders = embedders
         self._index: Index | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._index_stamp: tuple[int, int] | None = None
         self._reopen = threading.RLock()  # one thread opens a new index version; the others keep the old one
-        self._llm: Generator | None = None  # the configured LLM's client, made on first use
+        self._llm = generator
 
     # -- models ---------------------------------------------------------------------------------
     @property

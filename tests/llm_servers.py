@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -67,13 +68,15 @@ def llama_server(threads: int = 1) -> Iterator[dict]:
         "--seed",
         "0",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile()  # noqa: SIM115  llama.cpp logs a lot: an unread pipe would fill and stall it
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+                log.seek(0)
+                raise RuntimeError(f"llama_cpp.server exited: {log.read()[-2000:].decode(errors='replace')}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 import urllib.request
 
@@ -92,6 +95,7 @@ def llama_server(threads: int = 1) -> Iterator[dict]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+        log.close()
 
 
 # --------------------------------------------------------------------------- the scripted server
