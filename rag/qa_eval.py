@@ -331,7 +331,7 @@ def score_question(pipe: Pipeline, question: Question, gold: Gold) -> dict[str, 
         row["first_relevant_rank"] = next((i for i, r in enumerate(relevant, start=1) if r), None)
         row.update(ranking_scores(relevant, gold.passages))
     t = time.perf_counter()
-    answer = pipe.ask(question.question, filters=filters)
+    answer = pipe.ask(question.question, filters=filters, llm=False)  # extractive; the LLM is scored apart
     row["latency_ms"] = (time.perf_counter() - t) * 1000
     text = _MARKER.sub("", answer.answer).strip()
     detected = detect(text) if text else ""
