@@ -8,6 +8,7 @@ import dataclasses
 import json
 import statistics
 import time
+from pathlib import Path
 
 from rag import lang
 from rag.answer import UNSUPPORTED, compose
@@ -41,9 +42,10 @@ def old_ask(self, question, k=None, filters=Filters()):
 
 pipe = Pipeline(load_settings().replace(index_name="eval-default"))
 pipe.warm_up()
-qs = [json.loads(l)["question"] for l in open("eval/datasets/mmsp-dev/questions.jsonl")]
+lines = Path("eval/datasets/mmsp-dev/questions.jsonl").read_text("utf-8").splitlines()
+qs = [json.loads(line)["question"] for line in lines if line.strip()]
 new, old = [], []
-for rep in range(2):
+for _rep in range(2):
     for i, q in enumerate(qs):
         pair = [("new", pipe.ask), ("old", lambda x: old_ask(pipe, x))]
         for name, f in pair if i % 2 == 0 else pair[::-1]:
