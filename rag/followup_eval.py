@@ -93,8 +93,9 @@ def evaluate(pipe: Any, conversations: Sequence[Conversation], use_llm: bool) ->
             relevant = [is_relevant(h, gold) for h in hits]
             first = next((i for i, r in enumerate(relevant, start=1) if r), None)
             # The answer as the assistant gives it: the follow-up asked with its history, or the question alone.
-            if system in ("resolved", "condensed"):
-                answer = pipe.ask(c.second, filters=pool, history=history, llm=system == "condensed")
+            # (`condensed`: the extractive answer to the LLM's rewrite; generation is `eval run`'s business.)
+            if system == "resolved":
+                answer = pipe.ask(c.second, filters=pool, history=history, llm=False)
             else:
                 answer = pipe.ask(question, filters=pool, llm=False)
             cited = [(x.doc_id, x.start, x.end) for x in answer.citations]
