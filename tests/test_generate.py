@@ -336,3 +336,26 @@ def test_the_sse_stream_sends_draft_deltas_and_the_verified_answer(settings: Set
         events[0]["data"]["mode"] == "extractive"
         and events[-1]["data"]["answer"] == "The Seminar on Migrant Integration was held in Hangzhou, China [1]."
     )
+
+
+def test_the_follow_up_dataset_is_sound_and_rebuilds_byte_for_byte() -> None:
+    import importlib.util
+
+    from test_datasets import corpus_texts
+
+    from rag.followup_eval import load_conversations
+
+    folder = ROOT / "eval" / "datasets" / "mmsp-followup"
+    corpus, conversations = load_conversations(folder)
+    texts = corpus_texts(corpus)
+    follow_ups = [c for c in conversations if c.follow_up]
+    assert len(follow_ups) >= 30 and {c.language for c in follow_ups} == {"en", "zh"}
+    assert len({c.cid for c in conversations}) == len(conversations)
+    for c in conversations:
+        assert c.evidence and all(quote in texts[doc_id] for doc_id, quote in c.evidence), c.cid
+        assert c.second != c.standalone or not c.follow_up
+    spec = importlib.util.spec_from_file_location("build_followup", ROOT / "eval" / "build_followup.py")
+    builder = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(builder)  # type: ignore[union-attr]
+    rebuilt = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in builder.build())
+    assert rebuilt == (folder / "conversations.jsonl").read_text("utf-8")
