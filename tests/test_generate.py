@@ -75,12 +75,13 @@ def test_in_language_converts_script_and_rejects_other_languages() -> None:
 
 def test_grounded_prompt_numbers_the_passages_and_names_the_language(pipeline: Pipeline) -> None:
     answer = pipeline.ask(EN_Q)
-    system, user = grounded_messages(answer)
+    system, shown, reply, user = grounded_messages(answer)
     assert "English" in system["content"] and "[1]" in system["content"]
+    assert (shown["role"], reply["role"]) == ("user", "assistant") and "[1]." in reply["content"]  # a worked example
     assert user["content"].startswith("Passages:\n[1] ") and user["content"].endswith(f"Question: {EN_Q}")
     assert QUOTE in user["content"]
     zh = grounded_messages(Answer("它在哪里举行？", "zh-hant", False, "x", answer.citations))
-    assert "繁體中文" in zh[0]["content"] and zh[1]["content"].startswith("段落：")
+    assert "繁體中文" in zh[0]["content"] and zh[-1]["content"].startswith("段落：")
 
 
 # --------------------------------------------------------------------------- verification, through the pipeline
@@ -105,7 +106,7 @@ def test_supported_sentences_are_kept_and_unsupported_ones_dropped(settings: Set
     d = final.to_dict()
     assert d["mode"] == "generated" and [x["supported"] for x in d["sentences"]] == [True, False, False, False]
     assert srv.requests[0]["stream"] is True and srv.requests[0]["model"] == "scripted"
-    assert QUOTE in srv.requests[0]["messages"][1]["content"]
+    assert QUOTE in srv.requests[0]["messages"][-1]["content"]
 
 
 def test_nothing_supported_falls_back_to_the_extractive_answer(settings: Settings) -> None:
