@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench load browser
+.PHONY: run test lint bench bench-milvus load browser
 
 run: $(VENV)/.installed
 	$(PY) app.py
@@ -18,13 +18,17 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) eval/bench_pipeline.py
 
+# The Milvus backend (Milvus Lite) against the FAISS folder on a generated archive (docs/scale.md, "Milvus").
+bench-milvus: $(VENV)/.installed
+	$(PY) eval/bench_milvus.py --issues 100 --out docs/milvus-bench.json
+
 load: $(VENV)/.installed
 	$(PY) eval/load_test.py --out docs/load-test.json
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,llm]'
+	$(VENV)/bin/pip install -q -e '.[test,milvus,llm]'
 	touch $@
 
 # The browser test drives Debian's Chromium headless (no browser download at run time); Noto CJK lets the

@@ -21,6 +21,7 @@ import numpy as np
 from rag import embcache, lang
 from rag.answer import UNSUPPORTED, AnswerSettings, compose
 from rag.answer_model import load as load_answer_model
+from rag.backend import IndexStore, store_for
 from rag.chunk import BLOCK, ChunkSettings, chunk, split_sentences
 from rag.clean import clean
 from rag.embcache import EmbeddingCache
@@ -37,10 +38,8 @@ from rag.store import (
     clean_stale,
     current_version,
     list_indexes,
-    open_index,
     recover_legacy_swap,
     stored_documents,
-    write_index,
     write_lock,
 )
 from rag.types import Answer, Chunk, Document, Draft, Hit, Token, Turn
@@ -147,6 +146,17 @@ class Pipeline:
         self._index_stamp: tuple[int, int] | None = None
         self._reopen = threading.RLock()  # one thread opens a new index version; the others keep the old one
         self._llm = generator
+        self._store: IndexStore | None = None
+
+    @property
+    def store(self) -> IndexStore:
+        """Where the index's vectors live (`settings.index_backend`, rag/backend.py)."""
+        if self._store is None:
+            self._store = store_for(self.settings)
+        return self._store
+
+    def _open(self) -> Index:
+        return self.store.open(self.settings.index_dir, tuple(self.embedders), self.settings.lexical)
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -201,11 +211,11 @@ class Pipeline:
         if self._index is not None and stamp == self._index_stamp:
             return self._index
         try:
-            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = self._open()
         except FormatOutdated as exc:  # derived data: rebuild it from the cleaned documents it stores
             log.warning("%s; rebuilding it from the documents it stores", exc)
             self.update([], rebuild=True)
-            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = self._open()
         except IndexNotFound:
             if self.settings.index_name != "default":
                 existing = list_indexes(self.settings.index_root)
@@ -213,7 +223,7 @@ class Pipeline:
                     f"unknown index {self.settings.index_name!r}; existing: {', '.join(existing) or 'none'}"
                 ) from None
             self.ingest([self.settings.corpus])
-            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = self._open()
         # The stamp read before opening: if a writer swapped meanwhile, the next call opens again.
         self._index, self._index_stamp = index, stamp if stamp is not None else current_version(folder)
         return index
@@ -374,7 +384,7 @@ class Pipeline:
 
     def _open_existing(self) -> Index | None:
         try:
-            return open_index(self.settings.index_dir, tuple(self.embedders), self.settings.lexical)
+            return self._open()
         except IndexNotFound:
             return None
 
@@ -468,7 +478,7 @@ class Pipeline:
             counts={"documents": len(docs), "chunks": len(chunks), "sentences": len(sentences)},
             answer_model=self.answer_settings().model.record(),
         )
-        write_index(
+        self.store.write(
             Index(
                 s.index_dir,
                 manifest,
@@ -515,8 +525,11 @@ class Pipeline:
         if dim is None:
             dim = next(iter(fresh.values())).shape[0] if fresh else emb.dim
         out_arr = np.zeros((len(texts), dim), np.float32)
-        for i, r in enumerate(reuse):
-            out_arr[i] = fresh[i] if r is None else old_vectors[r]  # type: ignore[index]
+        for i, v in fresh.items():
+            out_arr[i] = v
+        kept = [(i, r) for i, r in enumerate(reuse) if r is not None]
+        if kept:  # one gather (old_vectors may be rows fetched from a search engine, rag.milvus_store)
+            out_arr[[i for i, _ in kept]] = old_vectors[np.array([r for _, r in kept], np.int64)]  # type: ignore[index]
         return out_arr
 
     # -- questions ------------------------------------------------------------------------------

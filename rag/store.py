@@ -77,6 +77,7 @@ class Manifest:
     created: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     answer_model: dict[str, Any] = field(default_factory=dict)  # the answer model the index was built beside
+    backend: dict[str, Any] = field(default_factory=dict)  # where the vectors live; {} = files here (rag/backend.py)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -95,6 +96,7 @@ class Manifest:
             created=d.get("created", ""),
             counts=dict(d.get("counts", {})),
             answer_model=dict(d.get("answer_model", {})),
+            backend=dict(d.get("backend", {})),
         )
 
 
@@ -299,8 +301,13 @@ def _delete_unheld(version: Path) -> bool:
         os.close(fd)
 
 
-def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: bool | None = None) -> Index:
+def open_index(
+    folder: Path, embedders: tuple[str, ...] | None = None, lexical: bool | None = None, vectors: bool = True
+) -> Index:
     """Open the current version of an index; refuse one built with other embedders than `embedders`.
+
+    `vectors=False` reads everything but the vector files (an index whose vectors live in a search engine,
+    `rag.milvus_store`): the Index then has no vectors.
 
     A reader never takes the write lock: it reads the pointer, holds a lease on the version it names while
     it loads the files, and starts again if a writer deleted that version meanwhile (an old one).
@@ -311,7 +318,7 @@ def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: 
         version = pointer.get("version")
         if not version:  # the layout before versions: files beside the manifest
             try:
-                return _load(folder, folder, manifest, "")
+                return _load(folder, folder, manifest, "", vectors)
             except _Vanished:
                 continue
         vfolder = folder / VERSIONS / str(version)
@@ -325,7 +332,7 @@ def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: 
             fcntl.flock(fd, fcntl.LOCK_SH)
             if os.fstat(fd).st_nlink == 0:
                 continue  # deleted while we waited for the lease
-            return _load(folder, vfolder, manifest, str(version))
+            return _load(folder, vfolder, manifest, str(version), vectors)
         except _Vanished:
             continue
         finally:
@@ -390,7 +397,7 @@ def _check(folder: Path, data: dict[str, Any], embedders: tuple[str, ...] | None
     return manifest
 
 
-def _load(folder: Path, files: Path, manifest: Manifest, version: str) -> Index:
+def _load(folder: Path, files: Path, manifest: Manifest, version: str, with_vectors: bool = True) -> Index:
     """Read every file of one version; a missing file means the version went away (`_Vanished`)."""
     import faiss
 
@@ -403,7 +410,7 @@ def _load(folder: Path, files: Path, manifest: Manifest, version: str) -> Index:
         current = "sentences.jsonl"
         sentences = [(j["doc_id"], j["start"], j["end"]) for j in _read_jsonl(files / current)]
         vectors, flat, sentence_vectors = {}, {}, {}
-        for channel in manifest.embedders:
+        for channel in manifest.embedders if with_vectors else ():
             current = f"vectors-{safe_name(channel)}.faiss"
             if not (files / current).exists():
                 raise FileNotFoundError(files / current)

@@ -38,6 +38,15 @@ def test_thresholds_maximise_dev_abstention_f1_and_precision(train) -> None:  # 
     assert t.confident == t.abstain  # every answer above it cites correctly
 
 
+def test_abstain_threshold_refuses_at_most_a_tenth_of_answerable_questions(train) -> None:  # type: ignore[no-untyped-def]
+    # Ten answerable questions, two of them with low confidence; three unanswerable ones, all low.
+    rows = [_row(c, True) for c in (0.1, 0.2, 0.3)] + [_row(c, False) for c in (0.15, 0.25)]
+    rows += [_row(c, False) for c in (0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97)]
+    assert 0.3 < train.choose_thresholds(rows, max_wrong=1.0).abstain <= 0.6  # best F1: refuse all five
+    t = train.choose_thresholds(rows, max_wrong=0.1)  # one answerable question refused at most
+    assert 0.2 < t.abstain <= 0.25  # refuses 0.1, 0.15 (answerable) and 0.2; not 0.25 (answerable)
+
+
 def test_auc() -> None:
     from rag.metrics import roc_auc
 
