@@ -28,7 +28,7 @@ load: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,milvus]'
+	$(VENV)/bin/pip install -q -e '.[test,milvus,llm]'
 	touch $@
 
 # The browser test drives Debian's Chromium headless (no browser download at run time); Noto CJK lets the

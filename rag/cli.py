@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--date-from", default="", help="only issues covering dates on or after YYYY-MM-DD")
     ask.add_argument("--date-to", default="", help="only issues covering dates on or before YYYY-MM-DD")
     ask.add_argument("--section", default="", help="only sections whose name contains this")
+    add_llm_arguments(ask)
     common(ask)
 
     idx = sub.add_parser("index", help="list indexes or remove a newsletter")
@@ -82,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--llm URL --model NAME`: answers written by an OpenAI-compatible chat server (key: $RAG_LLM_API_KEY)."""
+    parser.add_argument(
+        "--llm", metavar="URL", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8080/v1 (default: none)"
+    )
+    parser.add_argument("--model", metavar="NAME", help="the model to ask for on that server")
+
+
 def backend_argument(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--backend",
@@ -99,6 +108,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         changes["embedders"] = args.embedders
     if getattr(args, "no_lexical", False):
         changes["lexical"] = False
+    if getattr(args, "llm", None):
+        changes["llm_base_url"] = args.llm
+    if getattr(args, "model", None):
+        changes["llm_model"] = args.model
     if getattr(args, "backend", None):
         changes["index_backend"] = args.backend
     return s.replace(**changes) if changes else s
@@ -264,6 +277,10 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         service = _service(settings)
         if args.batch is not None:
             return _ask_batch(service, args, filters)
+        if settings.llm_enabled and not args.json:
+            answer = _ask_streaming(service, args, filters)
+            print(render_text(answer, generated_shown=answer.mode == "generated"))
+            return 0
         answer = service.ask(args.question, k=args.k, filters=filters)
     except (ServiceError, EmbedderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -273,6 +290,21 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(render_text(answer))
     return 0
+
+
+def _ask_streaming(service, args: argparse.Namespace, filters):  # type: ignore[no-untyped-def]
+    """The LLM's text printed as it arrives; returns the verified answer (the caller prints what changed)."""
+    from rag.types import Answer, Token
+
+    final = None
+    for event in service.events(args.question, k=args.k, filters=filters):
+        if isinstance(event, Token):
+            print(event.text, end="", flush=True)
+        elif isinstance(event, Answer):
+            final = event
+    if final is not None and final.timings_ms.get("generate") is not None:
+        print("\n", flush=True)
+    return final
 
 
 def _ask_batch(service, args: argparse.Namespace, filters) -> int:  # type: ignore[no-untyped-def]
@@ -308,11 +340,13 @@ def _ask_batch(service, args: argparse.Namespace, filters) -> int:  # type: igno
     return status
 
 
-def render_text(answer) -> str:  # type: ignore[no-untyped-def]
-    return render_text_dict(answer.to_dict())
+def render_text(answer, generated_shown: bool = False) -> str:  # type: ignore[no-untyped-def]
+    return render_text_dict(answer.to_dict(), generated_shown)
 
 
-def render_text_dict(d: dict) -> str:
+def render_text_dict(d: dict, generated_shown: bool = False) -> str:
+    """The answer as text. With `generated_shown`, the LLM's text was streamed already: what verification
+    kept is printed as the answer, with the sentences it removed named."""
     if "error" in d:
         return f"error: {d['error']}"
     from rag.answer import CLOSEST
@@ -320,6 +354,16 @@ def render_text_dict(d: dict) -> str:
     lines = []
     if d.get("verdict") == "closest":
         lines.append(f"({CLOSEST.get(d['language'], CLOSEST['en'])})")
+    if d.get("notice"):
+        from rag.render import notice_text
+
+        lines.append(f"({notice_text(d['notice'], d['language'])})")
+    dropped = [x["text"] for x in d.get("sentences", []) if not x["supported"]]
+    if d.get("mode") == "generated":
+        label = (
+            "verified answer (written by the language model)" if generated_shown else "written by the language model"
+        )
+        lines.append(f"[{label}; {len(dropped)} unsupported sentence(s) removed]" if dropped else f"[{label}]")
     lines += [d["answer"], ""]
     for c in d["citations"]:
         where = " · ".join(x for x in (c["title"], f"issue {c['issue']}" if c["issue"] else "", c["section"]) if x)

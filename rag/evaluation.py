@@ -8,7 +8,7 @@ import importlib
 from rag.settings import Settings
 
 # sub-command -> module with `add_arguments(parser)` and `run(args, settings) -> int`
-BENCHMARKS = {"xquad": "rag.xquad", "run": "rag.qa_eval"}
+BENCHMARKS = {"xquad": "rag.xquad", "run": "rag.qa_eval", "followup": "rag.followup_eval"}
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

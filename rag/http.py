@@ -6,6 +6,7 @@ reaches a client. The web UI is mounted into this same app by `app.py`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -25,6 +26,7 @@ from rag.auth import Gate, Principal, ServiceError, is_loopback
 from rag.render import stream_prefixes
 from rag.service import BadRequest, Service, Upload, parse_filters
 from rag.telemetry import Metrics
+from rag.types import Turn
 from rag.websecurity import origin_of
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,32 @@ class FiltersIn(BaseModel):
     section: str = Field(default="", max_length=200)
 
 
+class TurnIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., max_length=2000)
+    answer: str = Field(default="", max_length=20_000)
+
+
 class AskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(..., min_length=1, max_length=2000, pattern=r"\S", description="English or Chinese")
     k: int | None = Field(default=None, ge=1, le=50)
     filters: FiltersIn = FiltersIn()
+    history: list[TurnIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="earlier turns of the conversation, oldest first: a follow-up question is read with them",
+    )
+
+    def turns(self) -> tuple[Turn, ...]:
+        return tuple(Turn(t.question, t.answer) for t in self.history)
+
+
+class SentenceOut(BaseModel):
+    text: str
+    cites: list[int]
+    supported: bool
+    support: float
 
 
 class AnswerOut(BaseModel):
@@ -70,6 +93,12 @@ class AnswerOut(BaseModel):
     answer: str
     citations: list[dict[str, Any]]
     timings_ms: dict[str, float]
+    mode: str = Field(description="extractive (quoted sentences) or generated (written by the configured LLM)")
+    sentences: list[SentenceOut] = Field(
+        description="generated mode: each sentence the LLM wrote, its [n] citations and whether they support it"
+    )
+    notice: str = Field(description="why a generated answer fell back to the extractive one, or empty")
+    resolved_question: str = Field(description="the standalone question a follow-up was read as")
 
 
 class HitOut(BaseModel):
@@ -220,7 +249,8 @@ def create_api(service: Service, gate: Gate, metrics: Metrics | None = None) -> 
     @api.post("/v1/ask", response_model=AnswerOut, responses=ERRORS, tags=["questions"])
     def ask(body: AskIn, _who: Principal = Depends(asker)) -> dict[str, Any]:  # noqa: B008
         """Answer a question from the newsletters, with citations, or abstain (`abstained: true`)."""
-        return service.ask(body.question, body.k, parse_filters(**body.filters.model_dump())).to_dict()
+        filters = parse_filters(**body.filters.model_dump())
+        return service.ask(body.question, body.k, filters, body.turns()).to_dict()
 
     @api.post(
         "/v1/ask/stream",
@@ -229,10 +259,18 @@ def create_api(service: Service, gate: Gate, metrics: Metrics | None = None) -> 
         tags=["questions"],
     )
     def ask_stream(body: AskIn, _who: Principal = Depends(asker)) -> StreamingResponse:  # noqa: B008
-        """Server-sent events: `delta` events carry answer text, then one `answer` event carries the contract."""
-        events = list(service.stream(body.question, body.k, parse_filters(**body.filters.model_dump())))
-        lines = (f"event: {e['event']}\ndata: {json.dumps(e['data'], ensure_ascii=False)}\n\n" for e in events)
-        return StreamingResponse(lines, media_type="text/event-stream")
+        """Server-sent events: `delta` events carry answer text, then one `answer` event carries the contract.
+
+        With an LLM configured, a `draft` event (the extractive answer) comes first and the deltas are the LLM's
+        text as it writes; the `answer` event's text is authoritative (unsupported sentences removed)."""
+        events = service.stream(body.question, body.k, parse_filters(**body.filters.model_dump()), body.turns())
+        first = next(events)  # a bad question or an unavailable index fails here, as a JSON error
+
+        def lines() -> Any:
+            for e in itertools.chain([first], events):
+                yield f"event: {e['event']}\ndata: {json.dumps(e['data'], ensure_ascii=False)}\n\n"
+
+        return StreamingResponse(lines(), media_type="text/event-stream")
 
     @api.post("/v1/search", response_model=SearchOut, responses=ERRORS, tags=["questions"])
     def search(body: AskIn, _who: Principal = Depends(asker)) -> dict[str, Any]:  # noqa: B008
@@ -311,9 +349,12 @@ def create_api(service: Service, gate: Gate, metrics: Metrics | None = None) -> 
 
     @api.post("/v1/chat/completions", responses=ERRORS, tags=["openai"])
     def chat(body: ChatIn, _who: Principal = Depends(asker)) -> Any:  # noqa: B008
-        """OpenAI-compatible: the reply is the answer with [n] markers; `citations` carries the sources."""
+        """OpenAI-compatible: the reply is the answer with [n] markers; `citations` carries the sources.
+
+        Earlier messages are the conversation: a follow-up question is read with them. The streamed reply is
+        the verified answer (an OpenAI client cannot take back text it has shown)."""
         messages = [m.model_dump() for m in body.messages]
-        answer = service.ask(openai_compat.question_of(messages))
+        answer = service.ask(openai_compat.question_of(messages), history=openai_compat.history_of(messages))
         if not body.stream:
             return openai_compat.completion(answer, body.model)
         pieces, sent = [], ""

@@ -244,6 +244,16 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def token_containment(prediction: str, reference: str) -> float:
+    """Share of the reference's tokens (as counted by `token_f1`) that the answer contains: recall alone, so a
+    longer answer that says the reference is not penalised. 1.0 for an empty reference, 0.0 for an empty answer."""
+    chinese = bool(_HAN.search(prediction) or _HAN.search(reference))
+    pred, ref = answer_tokens(prediction, chinese), answer_tokens(reference, chinese)
+    if not ref:
+        return 1.0
+    return sum((Counter(pred) & Counter(ref)).values()) / len(ref)
+
+
 # --- abstention and citations -------------------------------------------------------------------------------
 
 

@@ -11,20 +11,35 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from rag.types import Answer
+from rag.types import Answer, Turn
 
 MODEL_ID = "newsletter-qa"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return str(content or "")
 
 
 def question_of(messages: list[dict[str, Any]]) -> str:
     """The last user message's text (string content, or the text parts of a content list)."""
     for m in reversed(messages):
         if m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-            return str(content or "")
+            return _text(m.get("content"))
     return ""
+
+
+def history_of(messages: list[dict[str, Any]]) -> tuple[Turn, ...]:
+    """The turns before the last user message: each user message with the assistant reply that followed it."""
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    turns: list[Turn] = []
+    for m in messages[: max(last, 0)]:
+        if m.get("role") == "user":
+            turns.append(Turn(_text(m.get("content"))))
+        elif m.get("role") == "assistant" and turns and not turns[-1].answer:
+            turns[-1] = Turn(turns[-1].question, _text(m.get("content")))
+    return tuple(turns)
 
 
 def completion(answer: Answer, model: str) -> dict[str, Any]:

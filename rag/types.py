@@ -136,8 +136,26 @@ class Aligned:
 
 
 @dataclass(frozen=True, slots=True)
+class Sentence:
+    """One sentence of a generated answer: the passages it cites and whether they were found to support it."""
+
+    text: str
+    cites: tuple[int, ...]  # citation numbers ([n] markers) the sentence carries
+    supported: bool
+    support: float  # the cross-lingual support score of its best cited passage (rag.generate.support)
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "cites": list(self.cites),
+            "supported": self.supported,
+            "support": round(self.support, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """What the assistant says: extractive answer text with [n] markers and its citations."""
+    """What the assistant says: answer text with [n] markers and its citations, extracted or generated."""
 
     question: str
     language: str  # language of the question: "en", "zh", "zh-hant"
@@ -147,6 +165,10 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     confidence: float = 0.0  # calibrated probability that the cited passages answer the question
     verdict: str = "abstain"  # "answer", "closest" (shown, but possibly not answering) or "abstain"
+    mode: str = "extractive"  # "extractive" (quoted sentences) or "generated" (written by the configured LLM)
+    sentences: tuple[Sentence, ...] = ()  # generated mode: every sentence the LLM wrote, kept or not
+    notice: str = ""  # why a generated answer fell back to the extractive one (rag.generate.NOTICES), or ""
+    resolved_question: str = ""  # the standalone question a follow-up was read as ("" = the question itself)
 
     def to_dict(self) -> dict:
         """The stable JSON contract shared by CLI, UI and HTTP API."""
@@ -176,4 +198,30 @@ class Answer:
                 for c in self.citations
             ],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "mode": self.mode,
+            "sentences": [x.to_dict() for x in self.sentences],
+            "notice": self.notice,
+            "resolved_question": self.resolved_question or self.question,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """Streamed first when an LLM will write the answer: the extractive answer, shown until it is replaced."""
+
+    answer: Answer
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A piece of generated answer text, as the LLM streamed it (before verification)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One earlier exchange of a conversation: what was asked and what was answered."""
+
+    question: str
+    answer: str = ""

@@ -22,6 +22,7 @@ from rag.auth import Gate, Principal, RateLimited, ServiceError
 from rag.http import authenticate
 from rag.retrieve import Filters
 from rag.service import BadRequest, InvalidFilter, InvalidQuestion, Service, Upload, parse_filters
+from rag.types import Answer, Draft, Token, Turn
 
 # Components whose labels follow the interface language, in the order `Callbacks.labels` returns updates.
 LABELLED = (
@@ -55,6 +56,7 @@ LABELLED = (
 )
 N_FEEDBACK = 4  # feedback status, 👍, 👎, comment: reset by every new answer
 CONFIRM_SECONDS = 60.0
+HISTORY = 3  # earlier turns a follow-up question is read with
 LOCAL = SimpleNamespace(headers={}, client=SimpleNamespace(host="127.0.0.1"))  # an in-process caller
 
 
@@ -203,10 +205,16 @@ class Callbacks:
         session["rating"] = None
         k = int(k or self.settings.k)
         turns = session["turns"]
+        history = tuple(
+            Turn(t["question"], t["answer"].answer if t["answer"] is not None else "") for t in turns[-HISTORY:]
+        )
         turns.append({"id": uuid.uuid4().hex, "question": q, "answer": None, "k": k, "filters": asdict(filters)})
         idx = len(turns) - 1
         first = ["", "", session, *self.reset_feedback(), *labels]  # notice, question box, ... labels
-        future = self._worker.submit(self.service.ask, q, k, filters)
+        if self.settings.llm_enabled:
+            yield from self._ask_generated(q, k, filters, history, session, idx, first, rest)
+            return
+        future = self._worker.submit(self.service.ask, q, k, filters, history)
         try:
             try:
                 answer = future.result(timeout=self.pending_after)
@@ -225,6 +233,46 @@ class Callbacks:
             yield (render.conversation_html(turns, ui_lang, idx, partial=prefix), skip, *first)
             first = [skip, skip, skip, *rest]
             time.sleep(self.stream_delay)
+        chat = render.conversation_html(turns, ui_lang, idx)
+        yield (chat, self.sources(session, idx), *first[:2], session, *first[3:])
+
+    def _ask_generated(
+        self,
+        q: str,
+        k: int,
+        filters: Filters,
+        history: tuple[Turn, ...],
+        session: dict[str, Any],
+        idx: int,
+        first: list[Any],
+        rest: list[Any],
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream an answer an LLM writes: the extractive draft's bubble fills with the LLM's text as it arrives
+        (at most every `stream_delay` seconds), then shows the verified answer and its sources."""
+        skip = update()
+        turns, ui_lang = session["turns"], session["ui_lang"]
+        final: Answer | None = None
+        text, shown = "", 0.0
+        try:
+            for event in self.service.events(q, k, filters, history):
+                if isinstance(event, Draft):
+                    turns[idx]["answer"] = event.answer
+                elif isinstance(event, Token):
+                    text += event.text
+                    if time.monotonic() - shown >= self.stream_delay and turns[idx]["answer"] is not None:
+                        yield (render.conversation_html(turns, ui_lang, idx, partial=text), skip, *first)
+                        first = [skip, skip, skip, *rest]
+                        shown = time.monotonic()
+                else:
+                    final = event
+        except ServiceError as exc:
+            turns.pop()
+            chat = render.conversation_html(turns, ui_lang, session["current"])
+            yield (chat, skip, render.notice_html(str(exc), "warn"), q, session, *rest)
+            return
+        assert final is not None
+        turns[idx]["answer"] = final
+        session["current"] = idx
         chat = render.conversation_html(turns, ui_lang, idx)
         yield (chat, self.sources(session, idx), *first[:2], session, *first[3:])
 

@@ -400,6 +400,10 @@ def test_gradio_client_ask_returns_the_json_contract(appmod: Any, full_ui: tuple
             "answer",
             "citations",
             "timings_ms",
+            "mode",
+            "sentences",
+            "notice",
+            "resolved_question",
         ]
         assert out["language"] == "en" and not out["abstained"] and "Hangzhou" in out["answer"]
         c = out["citations"][0]

@@ -11,7 +11,20 @@ import pytest
 from rag.cli import main
 from rag.store import open_index
 
-CONTRACT = ["question", "language", "abstained", "verdict", "confidence", "answer", "citations", "timings_ms"]
+CONTRACT = [
+    "question",
+    "language",
+    "abstained",
+    "verdict",
+    "confidence",
+    "answer",
+    "citations",
+    "timings_ms",
+    "mode",
+    "sentences",
+    "notice",
+    "resolved_question",
+]
 CITATION = {"n", "doc_id", "title", "issue", "section", "quote", "start", "end", "passage", "score"}
 
 

@@ -475,3 +475,15 @@ spans = st.tuples(st.sampled_from(["d1", "d2"]), st.integers(0, 20), st.integers
 @given(st.lists(spans, max_size=6), st.lists(spans, max_size=6))
 def test_citation_precision_is_bounded(cited, gold):
     assert 0.0 <= citation_precision(cited, gold) <= 1.0
+
+
+def test_token_containment_counts_reference_tokens_found_in_the_answer() -> None:
+    from rag.metrics import token_containment
+
+    # reference tokens: hangzhou, china (articles and punctuation dropped); the answer holds both
+    assert token_containment("It was held in Hangzhou, China, in May.", "Hangzhou, China") == 1.0
+    assert token_containment("It was held in Hangzhou.", "Hangzhou, China") == 0.5
+    assert token_containment("", "Hangzhou") == 0.0 and token_containment("anything", "") == 1.0
+    # Chinese per character: 杭州 in 在杭州举行 → 2 of 2; 中国杭州 → 2 of 4
+    assert token_containment("在杭州举行", "杭州") == 1.0
+    assert token_containment("在杭州举行", "中国杭州") == 0.5

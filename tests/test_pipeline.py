@@ -76,6 +76,10 @@ def test_json_contract_shape(pipeline) -> None:
         "answer",
         "citations",
         "timings_ms",
+        "mode",
+        "sentences",
+        "notice",
+        "resolved_question",
     ]
     assert set(d["citations"][0]) >= {
         "n",
