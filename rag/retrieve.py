@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rag import segments
 from rag.lang import base, detect
 from rag.store import Index
 from rag.types import Hit
@@ -130,14 +131,16 @@ def search(
     if n == 0:
         return []
     mask = allowed_rows(index, filters)
+    if index.live is not None:  # rows of deleted or replaced documents, still in their segments
+        mask = index.live if mask is None else mask & index.live
     if mask is not None and not mask.any():
         return []
     language = base(prefer_language or detect(query))
     st = search_state(index)
     active = [ch for ch in query_vectors if fusion.weight(ch) or fusion.weight(ch, cross=True)]
     candidates: set[int] = set()
-    for ch in active:  # each dense channel's own top candidates, from FAISS (exact below FLAT_MAX chunks)
-        candidates.update(st.dense(index, ch).top(query_vectors[ch], fusion.candidates, mask, st))
+    for ch in active:  # each dense channel's own top candidates (exact in flat segments, HNSW in big ones)
+        candidates.update(dense_top(index, ch, query_vectors[ch], fusion.candidates, mask))
     lex: np.ndarray | None = None
     if index.lexical is not None and (fusion.weight("bm25") or fusion.weight("bm25", cross=True)):
         lex = index.lexical.scores(query, language=language)
@@ -178,6 +181,27 @@ def search(
         for i in order
     ]
     return _fold(index, hits, rows[order], fusion.fold_threshold, prefer_language)[:k]
+
+
+def dense_top(index: Index, channel: str, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[int]:
+    """Rows of the k chunks nearest `q` in one dense channel among those `mask` allows: each segment's own
+    k best (exact or HNSW, see `rag.segments`), then the k best of those."""
+    if not index.parts:  # an index of format 3: one FAISS structure over all rows
+        return search_state(index).dense(index, channel).top(q, k, mask, search_state(index))
+    rows, scores = [], []
+    for p in index.parts:
+        n = len(p.segment.chunks)
+        sub = None if mask is None else mask[p.chunk_offset : p.chunk_offset + n]
+        if sub is not None and not sub.any():
+            continue
+        r, sc = p.segment.top(channel, q, k, sub)
+        rows.append(r + p.chunk_offset)
+        scores.append(sc)
+    if not rows:
+        return []
+    all_rows, all_scores = np.concatenate(rows), np.concatenate(scores)
+    order = np.argsort(-all_scores, kind="stable")[:k]
+    return [int(r) for r in all_rows[order]]
 
 
 def _top(scores: np.ndarray, mask: np.ndarray | None, k: int) -> list[int]:
@@ -285,11 +309,14 @@ def _fold(index: Index, hits: Sequence[Hit], rows: np.ndarray, threshold: float,
 
 # ---------------------------------------------------------------- search structures, built once per opened index
 
-FLAT_MAX = 50_000  # chunks up to which a dense channel is searched exactly (FAISS flat); above, HNSW
-EXACT_POOL = 5_000  # above FLAT_MAX, a filtered pool this small is still searched exactly (by brute force)
-HNSW_M = 32  # graph degree
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128  # candidates explored per question (at least the number asked for)
+# Chosen per segment in rag.segments (the same values serve indexes of format 3, searched as one piece).
+FLAT_MAX, EXACT_POOL, HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = (
+    segments.FLAT_MAX,
+    segments.EXACT_POOL,
+    segments.HNSW_M,
+    segments.HNSW_EF_CONSTRUCTION,
+    segments.HNSW_EF_SEARCH,
+)
 
 
 def row_map(index: Index) -> dict[str, int]:
@@ -298,7 +325,16 @@ def row_map(index: Index) -> dict[str, int]:
 
 
 def search_info(index: Index) -> dict[str, str]:
-    """The dense search each channel uses on this index ("flat" or "hnsw M=… efSearch=…"), building it."""
+    """The dense search each channel uses on this index ("flat" or "hnsw M=… efSearch=…"), building it; for a
+    segmented index, per segment ("flat×3 + hnsw M=32 efSearch=128×1")."""
+    if index.parts:
+        kinds: dict[str, int] = {}
+        for p in index.parts:
+            kind = "hnsw" if p.segment.graphs else "flat"
+            kinds[kind] = kinds.get(kind, 0) + 1
+        hnsw = f"hnsw M={HNSW_M} efSearch={HNSW_EF_SEARCH}"
+        text = " + ".join(f"{hnsw if k == 'hnsw' else k}×{n}" for k, n in sorted(kinds.items()))
+        return {ch: text for ch in index.vectors}
     st = search_state(index)
     return {ch: st.dense(index, ch).describe() for ch in index.vectors}
 
@@ -343,7 +379,11 @@ class SearchState:
         )
         return cls(
             n=len(index.chunks),
-            row_of={c.chunk_id: i for i, c in enumerate(index.chunks)},
+            row_of=(
+                {c.chunk_id: i for i, c in enumerate(index.chunks)}
+                if index.live is None
+                else {index.chunks[i].chunk_id: int(i) for i in np.flatnonzero(index.live)}
+            ),
             chunk_language=np.array([base(c.language) for c in index.chunks], dtype="<U8"),
             doc_ids=doc_ids,
             chunk_doc=np.array([doc_pos.get(c.doc_id, -1) for c in index.chunks], dtype=np.int64),

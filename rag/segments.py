@@ -1,0 +1,303 @@
+"""Segments: the immutable pieces of a segmented index (format 4), and the arrays that read them as one.
+
+A segment holds the newsletters of one ingest (or of one merge): their documents, chunks and sentences
+(jsonl), one memory-mapped `.npy` of chunk vectors and one of sentence vectors per encoder, its BM25 counts
+(`lexical/`, memory-mapped) and, above `FLAT_MAX` chunks, one HNSW graph per encoder. A version of the index
+lists its segments and, per segment, the documents deleted from it since it was written (tombstones).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.types import Chunk, Document
+
+SEGMENTS = "segments"
+META = "segment.json"  # written last: a segment folder without it is never read
+FLAT_MAX = 50_000  # chunks up to which a segment's dense channels are searched exactly; above, HNSW
+HNSW_M = 32  # graph degree
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128  # candidates explored per question (at least the number asked for)
+EXACT_POOL = 5_000  # a filtered pool this small is searched exactly even in an HNSW segment
+
+
+def dense_kind(n_chunks: int) -> str:
+    """The dense search a segment of `n_chunks` gets: "flat" (exact) or "hnsw"."""
+    return "flat" if n_chunks <= FLAT_MAX else "hnsw"
+
+
+def search_settings() -> dict[str, Any]:
+    """What decides the dense index type, recorded in every manifest."""
+    return {
+        "flat_max": FLAT_MAX,
+        "hnsw": {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": HNSW_EF_SEARCH},
+        "exact_pool": EXACT_POOL,
+    }
+
+
+class SegmentDamaged(ValueError):
+    """A file of a segment that cannot be read as written."""
+
+    def __init__(self, file: str, exc: BaseException) -> None:
+        self.file = file
+        super().__init__(f"{file}: {type(exc).__name__}: {exc}")
+
+
+class Rows:
+    """Row-stacked 2-D arrays (the segments' memory-mapped vectors) read as one, without copying them."""
+
+    def __init__(self, parts: Sequence[np.ndarray], dim: int) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts]).astype(np.int64)
+        self.shape = (int(self.offsets[-1]), dim)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(key)
+            s = int(np.searchsorted(self.offsets, i, side="right")) - 1
+            return np.asarray(self.parts[s][i - self.offsets[s]])
+        if isinstance(key, slice):
+            key = np.arange(len(self))[key]
+        rows = np.asarray(key)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64).ravel()
+        out = np.empty((len(rows), self.shape[1]), np.float32)
+        seg = np.searchsorted(self.offsets, rows, side="right") - 1
+        for s in np.unique(seg):
+            sel = seg == s
+            out[sel] = self.parts[s][rows[sel] - self.offsets[s]]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.concatenate([np.asarray(p) for p in self.parts]) if self.parts else np.zeros(self.shape, np.float32)
+        return out.astype(dtype) if dtype is not None else out
+
+    def astype(self, dtype: Any) -> np.ndarray:
+        return np.asarray(self).astype(dtype)
+
+
+def stack(parts: Sequence[np.ndarray], dim: int) -> Any:
+    """One array-like over `parts`: the part itself when there is one (a memory map), else `Rows`."""
+    if len(parts) == 1:
+        return parts[0]
+    return Rows(parts, dim)
+
+
+@dataclass(eq=False)
+class Segment:
+    """One opened segment: its rows are in the order written; vectors and BM25 counts are memory-mapped."""
+
+    name: str
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    sentences: list[tuple[str, int, int]]
+    vectors: dict[str, np.ndarray]
+    sentence_vectors: dict[str, np.ndarray]
+    lexical: Any = None  # rag.lexical.LexicalIndex | None
+    graphs: dict[str, Any] = field(default_factory=dict)  # channel → FAISS HNSW (segments above FLAT_MAX)
+    chunk_sentences: list[list[int]] = field(default_factory=list)  # local chunk row → local sentence rows
+    __weakref__: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def doc_rows(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """Document → its chunk rows and its sentence rows (local)."""
+        chunks: dict[str, list[int]] = {}
+        for i, c in enumerate(self.chunks):
+            chunks.setdefault(c.doc_id, []).append(i)
+        sentences: dict[str, list[int]] = {}
+        for i, (d, _a, _b) in enumerate(self.sentences):
+            sentences.setdefault(d, []).append(i)
+        return chunks, sentences
+
+    def top(self, channel: str, q: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(local rows, cosines) of the k best chunks for `q` among those `mask` allows (all when None).
+
+        Exact (a matrix product over the memory-mapped vectors) for a flat segment and for a filtered pool of
+        at most EXACT_POOL chunks; through the HNSW graph otherwise.
+        """
+        vectors = self.vectors[channel]
+        n = len(vectors)
+        allowed = n if mask is None else int(mask.sum())
+        k = min(k, allowed)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        graph = self.graphs.get(channel)
+        if graph is None or allowed <= EXACT_POOL:
+            if mask is None:
+                scores = np.asarray(vectors @ q, np.float32)
+                rows = np.arange(n)
+            else:
+                rows = np.flatnonzero(mask)
+                scores = np.asarray(vectors[rows] @ q, np.float32) if allowed <= EXACT_POOL else vectors @ q
+                if allowed > EXACT_POOL:
+                    scores = np.where(mask, scores, -np.inf).astype(np.float32)
+                    rows = np.arange(n)
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            return rows[top].astype(np.int64), scores[top]
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # one question gains nothing from an OpenMP team (see retrieve)
+        q2 = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
+        if mask is None:
+            params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k))
+            dist, ids = graph.search(q2, k, params=params)
+        else:
+            bits = np.packbits(mask, bitorder="little")  # must outlive the search: the selector points to it
+            sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(HNSW_EF_SEARCH, k))
+            dist, ids = graph.search(q2, k, params=params)
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), dist[0][keep].astype(np.float32)
+
+
+def build_graph(vectors: np.ndarray) -> Any:
+    """An HNSW graph (inner product) over `vectors`."""
+    import faiss
+
+    graph = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    graph.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    graph.hnsw.efSearch = HNSW_EF_SEARCH
+    return graph
+
+
+def write_segment(
+    folder: Path, seg: Segment, safe_name: Any, write_jsonl: Any, doc_to_json: Any, chunk_to_json: Any
+) -> dict[str, Any]:
+    """Write `seg`'s files into `folder` (a temp folder the caller renames); returns its manifest entry."""
+    import faiss
+
+    write_jsonl(folder / "documents.jsonl", (doc_to_json(d) for d in seg.documents.values()))
+    write_jsonl(folder / "chunks.jsonl", (chunk_to_json(c) for c in seg.chunks))
+    write_jsonl(folder / "sentences.jsonl", ({"doc_id": d, "start": s, "end": e} for d, s, e in seg.sentences))
+    kind = dense_kind(len(seg.chunks))
+    for channel, vectors in seg.vectors.items():
+        v = np.ascontiguousarray(np.asarray(vectors), dtype=np.float32)
+        _save_npy(folder / f"vectors-{safe_name(channel)}.npy", v)
+        if kind == "hnsw":
+            faiss.write_index(build_graph(v), str(folder / f"hnsw-{safe_name(channel)}.faiss"))
+    for channel, vectors in seg.sentence_vectors.items():
+        _save_npy(folder / f"sentences-{safe_name(channel)}.npy", np.asarray(vectors, dtype=np.float32))
+    if seg.lexical is not None:
+        seg.lexical.save(folder / "lexical")
+    meta = {
+        "name": seg.name,
+        "documents": len(seg.documents),
+        "chunks": len(seg.chunks),
+        "sentences": len(seg.sentences),
+        "dense": kind,
+        "lexical": seg.lexical is not None,
+    }
+    _write_meta(folder / META, meta)
+    return {k: meta[k] for k in ("name", "documents", "chunks", "sentences", "dense")} | {"deleted": []}
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, arr)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(meta, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+_CACHE: weakref.WeakValueDictionary[tuple[str, str], Segment] = weakref.WeakValueDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def load_segment(
+    folder: Path,
+    embedders: Sequence[str],
+    lexical: bool,
+    safe_name: Any,
+    read_jsonl: Any,
+    doc_from_json: Any,
+    chunk_from_json: Any,
+) -> Segment:
+    """Open a segment folder (memory-mapping its arrays); a segment already open in this process is shared."""
+    key = (str(folder.resolve()), ",".join(embedders))
+    with _CACHE_LOCK:
+        seg = _CACHE.get(key)
+    if seg is not None:
+        return seg
+    import faiss
+
+    current = META
+    try:
+        meta = json.loads((folder / META).read_text("utf-8"))
+        current = "documents.jsonl"
+        documents = {d.doc_id: d for d in map(doc_from_json, read_jsonl(folder / "documents.jsonl"))}
+        current = "chunks.jsonl"
+        chunks = [chunk_from_json(j) for j in read_jsonl(folder / "chunks.jsonl")]
+        current = "sentences.jsonl"
+        sentences = [(j["doc_id"], j["start"], j["end"]) for j in read_jsonl(folder / "sentences.jsonl")]
+        vectors, sentence_vectors, graphs = {}, {}, {}
+        for channel in embedders:
+            current = f"vectors-{safe_name(channel)}.npy"
+            vectors[channel] = np.load(folder / f"vectors-{safe_name(channel)}.npy", mmap_mode="r")
+            current = f"sentences-{safe_name(channel)}.npy"
+            sentence_vectors[channel] = np.load(folder / f"sentences-{safe_name(channel)}.npy", mmap_mode="r")
+            if meta.get("dense") == "hnsw":
+                current = f"hnsw-{safe_name(channel)}.faiss"
+                graph = faiss.read_index(str(folder / f"hnsw-{safe_name(channel)}.faiss"))
+                graph.hnsw.efSearch = HNSW_EF_SEARCH
+                graphs[channel] = graph
+            if len(vectors[channel]) != len(chunks) or len(sentence_vectors[channel]) != len(sentences):
+                raise ValueError(f"segment {folder.name}: {channel} vectors do not match rows")
+        lex = None
+        if lexical:
+            from rag.lexical import LexicalIndex
+
+            current = "lexical"
+            lex = LexicalIndex.load(folder / "lexical")
+            if len(lex) != len(chunks):
+                raise ValueError(f"segment {folder.name}: lexical rows do not match chunks")
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise SegmentDamaged(current, exc) from exc
+    seg = Segment(meta["name"], documents, chunks, sentences, vectors, sentence_vectors, lex, graphs)
+    seg.chunk_sentences = map_chunk_sentences(chunks, sentences)
+    with _CACHE_LOCK:
+        _CACHE[key] = seg
+    return seg
+
+
+def map_chunk_sentences(chunks: Sequence[Chunk], sentences: Sequence[tuple[str, int, int]]) -> list[list[int]]:
+    """Sentence rows overlapping each chunk; a binary search per chunk (a document's sentences are in order)."""
+    by_doc: dict[str, list[int]] = {}
+    for row, (doc_id, _s, _e) in enumerate(sentences):
+        by_doc.setdefault(doc_id, []).append(row)
+    ends = {d: [sentences[r][2] for r in rows] for d, rows in by_doc.items()}
+    out = []
+    for c in chunks:
+        rows = by_doc.get(c.doc_id, [])
+        i = bisect.bisect_right(ends.get(c.doc_id, []), c.start)  # first sentence ending after the chunk starts
+        picked = []
+        while i < len(rows) and sentences[rows[i]][1] < c.end:
+            if sentences[rows[i]][2] > c.start:
+                picked.append(rows[i])
+            i += 1
+        out.append(picked)
+    return out
