@@ -462,7 +462,8 @@ class LexicalIndex:
                 arrays = {
                     "data": np.asarray(f.tf.data, np.float32),
                     "indices": np.asarray(f.tf.indices, np.int32),
-                    "indptr": np.asarray(f.tf.indptr, np.int64),
+                    # int32 while it fits, as scipy reads it (else it copies the array instead of mapping it)
+                    "indptr": np.asarray(f.tf.indptr, np.int32 if f.tf.nnz < 2**31 else np.int64),
                     "length": np.asarray(f.length, np.float32),
                     "shape": np.array(f.tf.shape, np.int64),
                 }

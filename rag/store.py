@@ -137,7 +137,7 @@ class Index:
     sentence_vectors: dict[str, np.ndarray]  # channel -> (n_sentences, dim)
     lexical: Any = None  # rag.lexical.LexicalIndex over chunks | None
     sentence_lexical: Any = None  # rag.lexical.LexicalIndex over sentences | None
-    faiss: dict[str, Any] = field(default_factory=dict)
+    faiss: dict[str, Any] = field(default_factory=dict)  # format 3: the flat FAISS index read per channel
     chunk_sentences: list[list[int]] = field(default_factory=list)  # chunk row -> sentence rows
     version: str = ""  # the version folder it was read from ("" for the layout before versions)
     # A segmented index (format 4): its segments in row order, and which rows are live (None: all). Rows of
@@ -147,8 +147,6 @@ class Index:
     sentence_live: np.ndarray | None = None  # sentence rows
 
     def __post_init__(self) -> None:
-        if not self.faiss and not self.parts:
-            self.faiss = {name: _flat_index(v) for name, v in self.vectors.items()}
         if not self.chunk_sentences:
             self.chunk_sentences = _map_chunk_sentences(self.chunks, self.sentences)
 
