@@ -93,7 +93,7 @@ def allowed_rows(index: Index, filters: Filters) -> np.ndarray | None:
             [_doc_passes(index.documents[d].meta, index.documents[d].language, d, filters) for d in st.doc_ids],
             dtype=bool,
         )
-        mask = ok[st.chunk_doc] if len(ok) else np.zeros(st.n, bool)
+        mask = np.append(ok, False)[st.chunk_doc]  # (-1: a row of a tombstoned document, never allowed)
     if filters.section:
         section = filters.section.lower()
         ok_sections = np.array([section in name for name in st.sections], dtype=bool)
@@ -371,6 +371,8 @@ class SearchState:
 
     @classmethod
     def of(cls, index: Index) -> SearchState:
+        if index.parts:
+            return cls._of_segments(index)
         doc_ids = sorted(index.documents)
         doc_pos = {d: i for i, d in enumerate(doc_ids)}
         section_pos: dict[str, int] = {}
@@ -389,6 +391,39 @@ class SearchState:
             chunk_doc=np.array([doc_pos.get(c.doc_id, -1) for c in index.chunks], dtype=np.int64),
             sections=list(section_pos),
             chunk_section=chunk_section,
+        )
+
+    @classmethod
+    def _of_segments(cls, index: Index) -> SearchState:
+        """The same arrays joined from each segment's own (computed once per segment, not per version)."""
+        doc_ids = sorted(index.documents)
+        doc_pos = {d: i for i, d in enumerate(doc_ids)}
+        section_pos: dict[str, int] = {}
+        languages, chunk_doc, chunk_section = [], [], []
+        row_of: dict[str, int] = {}
+        for p in index.parts:
+            codes = p.segment.chunk_codes()
+            # documents tombstoned in this segment map to -1 (their rows are not live: never searched)
+            local_docs = np.array([-1 if d in p.deleted else doc_pos.get(d, -1) for d in codes.doc_ids], np.int64)
+            local_sections = np.array([section_pos.setdefault(x, len(section_pos)) for x in codes.sections], np.int64)
+            languages.append(codes.language)
+            chunk_doc.append(local_docs[codes.chunk_doc] if len(codes.chunk_doc) else codes.chunk_doc)
+            chunk_section.append(
+                local_sections[codes.chunk_section] if len(codes.chunk_section) else codes.chunk_section
+            )
+            off = p.chunk_offset
+            if p.live is None:
+                row_of.update(zip(codes.chunk_ids, range(off, off + len(codes.chunk_ids)), strict=True))
+            else:
+                row_of.update((codes.chunk_ids[i], off + int(i)) for i in np.flatnonzero(p.live))
+        return cls(
+            n=len(index.chunks),
+            row_of=row_of,
+            chunk_language=np.concatenate(languages) if languages else np.zeros(0, "<U8"),
+            doc_ids=doc_ids,
+            chunk_doc=np.concatenate(chunk_doc) if chunk_doc else np.zeros(0, np.int64),
+            sections=list(section_pos),
+            chunk_section=np.concatenate(chunk_section) if chunk_section else np.zeros(0, np.int64),
         )
 
     def language_mask(self, language: str) -> np.ndarray:

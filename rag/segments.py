@@ -115,6 +115,26 @@ class Segment:
     graphs: dict[str, Any] = field(default_factory=dict)  # channel → FAISS HNSW (segments above FLAT_MAX)
     chunk_sentences: list[list[int]] = field(default_factory=list)  # local chunk row → local sentence rows
     __weakref__: Any = field(default=None, init=False, repr=False, compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def derived(self, key: str, make: Any) -> Any:
+        """`make(self)` computed once per opened segment (shared by every index version that lists it)."""
+        value = self._derived.get(key)
+        if value is None:
+            with self._lock:
+                value = self._derived.get(key)
+                if value is None:
+                    value = self._derived[key] = make(self)
+        return value
+
+    def chunk_codes(self) -> ChunkCodes:
+        """Per-chunk languages, documents and sections as arrays (what filters and row maps need)."""
+        return self.derived("codes", ChunkCodes.of)
+
+    def corpus_parts(self) -> dict[str, tuple[str, frozenset[str]]]:
+        """Document → (its text lowercased in Simplified script, its Latin words): for `scope.Corpus`."""
+        return self.derived("corpus", _corpus_parts)
 
     def doc_rows(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
         """Document → its chunk rows and its sentence rows (local)."""
@@ -166,6 +186,47 @@ class Segment:
             dist, ids = graph.search(q2, k, params=params)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), dist[0][keep].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ChunkCodes:
+    """A segment's chunks as codes: base language, position in `doc_ids`, position in `sections` (lower-cased)."""
+
+    language: np.ndarray
+    doc_ids: list[str]
+    chunk_doc: np.ndarray
+    sections: list[str]
+    chunk_section: np.ndarray
+    chunk_ids: list[str]
+
+    @classmethod
+    def of(cls, seg: Segment) -> ChunkCodes:
+        from rag.lang import base
+
+        doc_pos: dict[str, int] = {}
+        section_pos: dict[str, int] = {}
+        chunks = seg.chunks
+        return cls(
+            language=np.array([base(c.language) for c in chunks], dtype="<U8"),
+            chunk_doc=np.array([doc_pos.setdefault(c.doc_id, len(doc_pos)) for c in chunks], dtype=np.int64),
+            doc_ids=list(doc_pos),
+            chunk_section=np.array(
+                [section_pos.setdefault(c.section.lower(), len(section_pos)) for c in chunks], dtype=np.int64
+            ),
+            sections=list(section_pos),
+            chunk_ids=[c.chunk_id for c in chunks],
+        )
+
+
+def _corpus_parts(seg: Segment) -> dict[str, tuple[str, frozenset[str]]]:
+    from rag.lang import to_simplified
+    from rag.scope import latin_words
+
+    out = {}
+    for d, doc in seg.documents.items():
+        text = to_simplified(doc.text).lower()
+        out[d] = (text, frozenset(latin_words(text)))
+    return out
 
 
 def build_graph(vectors: np.ndarray) -> Any:

@@ -170,3 +170,27 @@ def test_reopening_shares_the_segments_already_open(settings, corpus, n) -> None
         pipe.ingest([corpus / f"extra-{i}.txt"])
     after = open_index(settings.index_dir, ("hash",))
     assert after.parts[0].segment is before.parts[0].segment  # read once, memory-mapped, shared
+
+
+def test_corpus_and_search_arrays_of_segments_equal_those_built_over_the_live_documents(settings, corpus) -> None:
+    from rag.retrieve import SearchState
+    from rag.scope import Corpus
+
+    pipe = Pipeline(settings, {"hash": HashEmbedder()})
+    _write(corpus, "other.txt", "OTHER\n\nReturns were discussed in Brussels by Ms Kowalska.\n")
+    pipe.ingest([corpus])
+    _write(corpus, "other.txt", "OTHER\n\nReadmission was discussed in Lisbon.\n")  # Brussels now only in a dead row
+    _write(corpus, "extra.txt", "EXTRA\n\nThe Xi'an seminar.\n")
+    pipe.ingest([corpus])
+    index = open_index(settings.index_dir, ("hash",))
+    assert len(index.parts) == 2 and index.live is not None
+    want = Corpus.of((d.text, d.language) for d in index.documents.values())
+    got = index.corpus
+    assert sorted(got.text.split("\n")) == sorted(want.text.split("\n")) and got.words == want.words
+    assert got.languages == want.languages and not got.mentions("Brussels") and got.mentions("Lisbon")
+    st = SearchState._of_segments(index)
+    live = np.flatnonzero(index.live)
+    assert st.row_of == {index.chunks[i].chunk_id: int(i) for i in live}
+    assert [st.doc_ids[st.chunk_doc[i]] for i in live] == [index.chunks[i].doc_id for i in live]
+    assert [st.sections[st.chunk_section[i]] for i in live] == [index.chunks[i].section.lower() for i in live]
+    assert (st.chunk_doc[~index.live] == -1).all()
