@@ -178,6 +178,69 @@ def phase_build(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def phase_tile(args: argparse.Namespace) -> dict[str, Any]:
+    """The index of `--size` chunks as copies of the `--tile-from` index's segments under new document ids.
+
+    Text, vectors, BM25 counts and HNSW graphs are copied, not rebuilt (a 1M-chunk build of the real BM25 would
+    take hours on 2 cores): the search cost per question is that of an archive of this size (as many segments,
+    graphs and postings), but its build time is not measured.
+    """
+    import orjson
+
+    src = _settings(args.work, args.tile_from, args.backend).index_dir
+    dst = _settings(args.work, args.size, args.backend).index_dir
+    shutil.rmtree(dst, ignore_errors=True)
+    (dst / "segments").mkdir(parents=True)
+    (dst / "versions").mkdir()
+    top = json.loads((src / "manifest.json").read_text())
+    copies = max(1, round(args.size / top["counts"]["chunks"]))
+    t = time.perf_counter()
+    entries, documents = [], {}
+    for r in range(copies):
+        suffix = f"~{r}" if r else ""
+        for e in top["segments"]:
+            name = f"s{r:03d}{e['name'][4:]}"
+            out = dst / "segments" / name
+            shutil.copytree(src / "segments" / e["name"], out)
+            for file, keys in (("documents.jsonl", ("doc_id",)), ("chunks.jsonl", ("doc_id", "chunk_id"))):
+                rows = [orjson.loads(line) for line in (out / file).read_bytes().splitlines()]
+                for row in rows:
+                    for k in keys:
+                        row[k] = row[k] + suffix if k == "doc_id" else row["doc_id"] + "#" + row[k].rsplit("#", 1)[1]
+                    if file == "documents.jsonl":
+                        meta = row["meta"]
+                        meta["issue"] = f"{meta['issue']}{suffix}"
+                        meta["edition_of"] = meta["edition_of"] and meta["edition_of"] + suffix
+                        documents[row["doc_id"]] = row["content_hash"]
+                (out / file).write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+            rows = [orjson.loads(line) for line in (out / "sentences.jsonl").read_bytes().splitlines()]
+            (out / "sentences.jsonl").write_bytes(
+                b"".join(orjson.dumps({**row, "doc_id": row["doc_id"] + suffix}) + b"\n" for row in rows)
+            )
+            meta = json.loads((out / "segment.json").read_text())
+            (out / "segment.json").write_text(json.dumps({**meta, "name": name}))
+            entries.append({**e, "name": name, "deleted": [d + suffix for d in e["deleted"]]})
+    version = "v000001-tiled000"
+    data = {**top, "segments": entries, "documents": documents, "version": version}
+    data["counts"] = {
+        k: v * copies if k in ("chunks", "sentences", "documents") else v for k, v in top["counts"].items()
+    }
+    data["counts"]["segments"] = len(entries)
+    (dst / "versions" / version).mkdir()
+    (dst / "versions" / version / "manifest.json").write_text(json.dumps(data))
+    (dst / "manifest.json").write_text(json.dumps(data))
+    return {
+        "size": args.size,
+        "tiled_from": args.tile_from,
+        "copies": copies,
+        "chunks": data["counts"]["chunks"],
+        "sentences": data["counts"]["sentences"],
+        "segments": [(e["chunks"], e["dense"]) for e in entries],
+        "tile_s": round(time.perf_counter() - t, 1),
+        "index_bytes": _du(dst),
+    }
+
+
 def _questions(limit: int) -> list[str]:
     from rag.qa_eval import load_dataset
 
@@ -324,13 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-chunks", type=int, default=100_000, help="chunks per ingest (one segment each)")
     parser.add_argument("--limit", type=int, default=0, help="questions per ask run (0: all of mmsp-dev)")
     parser.add_argument("--no-real-cost", dest="real_cost", action="store_false")
-    parser.add_argument("--phase", choices=("build", "serve", "add"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tile-from", type=int, default=0, help="build sizes above this one as copies of its index (1M: 100000)"
+    )
+    parser.add_argument("--phase", choices=("build", "serve", "add", "tile"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--add", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.work = args.work.resolve()
     if args.phase:
-        phase = {"build": phase_build, "serve": phase_serve, "add": phase_add}[args.phase]
+        phase = {"build": phase_build, "serve": phase_serve, "add": phase_add, "tile": phase_tile}[args.phase]
         print(json.dumps(phase(args)), flush=True)
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
@@ -338,8 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     add_at = {int(x) for x in args.add_at.split(",") if x}
     for size in (int(x) for x in args.sizes.split(",")):
         row: dict[str, Any] = {"backend": args.backend}
-        for phase in ("build", "serve"):
+        tiled = bool(args.tile_from) and size > args.tile_from
+        for phase in ("tile" if tiled else "build", "serve"):
             cmd = [sys.executable, __file__, "--phase", phase, "--size", str(size), "--work", str(args.work)]
+            cmd += ["--tile-from", str(args.tile_from)]
             cmd += ["--backend", args.backend, "--limit", str(args.limit), "--batch-chunks", str(args.batch_chunks)]
             cmd += ([] if args.real_cost else ["--no-real-cost"]) + (
                 ["--add"] if phase == "serve" and size in add_at else []

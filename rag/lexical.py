@@ -314,21 +314,25 @@ class _Field:
         A concept's translations count as one term (Pirkola's structured query): their counts add up. Only the
         postings of the query's terms are read.
         """
-        columns: dict[int, int] = {}  # vocabulary column → position among the query's terms
-        rows, cols, vals = [], [], []
+        indptr, indices, data = self.tf.indptr, self.tf.indices, self.tf.data
+        rows, concept, vals = [], [], []
         for qi, c in enumerate(query):
             for t, w in c:
                 i = self.vocab.get(t)
-                if i is not None:
-                    rows.append(columns.setdefault(i, len(columns)))
-                    cols.append(qi)
-                    vals.append(w)
-        if not columns:
+                if i is None:
+                    continue
+                lo, hi = int(indptr[i]), int(indptr[i + 1])  # the term's postings: a slice of the mapped arrays
+                if hi > lo:
+                    rows.append(np.asarray(indices[lo:hi], np.int64))
+                    vals.append(np.asarray(data[lo:hi], np.float32) * np.float32(w))
+                    concept.append(np.full(hi - lo, qi, np.int64))
+        if not rows:
             empty = np.zeros(0, np.int64)
             return empty, empty, np.zeros(0, np.float32)
-        expand = sparse.csr_matrix((vals, (rows, cols)), shape=(len(columns), len(query)), dtype=np.float32)
-        pseudo = (self.tf[:, list(columns)] @ expand).tocoo()  # passages × concepts
-        return pseudo.row.astype(np.int64), pseudo.col.astype(np.int64), pseudo.data
+        key = np.concatenate(rows) * len(query) + np.concatenate(concept)
+        unique, where = np.unique(key, return_inverse=True)  # one entry per (passage, concept)
+        summed = np.bincount(where, weights=np.concatenate(vals), minlength=len(unique)).astype(np.float32)
+        return unique // len(query), unique % len(query), summed
 
     def score(self, query: Sequence[Concept], settings: Settings) -> np.ndarray:
         """BM25 per passage divided by the query's self-score, so 1 ≈ every concept matched once."""

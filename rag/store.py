@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -152,8 +152,10 @@ class Index:
             self.chunk_sentences = _map_chunk_sentences(self.chunks, self.sentences)
 
     @cached_property
-    def doc_sentence_rows(self) -> dict[str, list[int]]:
+    def doc_sentence_rows(self) -> Mapping[str, list[int]]:
         """Document id → its (live) sentence rows, in text order."""
+        if self.parts:  # from each segment's own map, computed once per segment
+            return _DocRows(self.parts)
         out: dict[str, list[int]] = {}
         live = self.sentence_live
         for row, (doc_id, _s, _e) in enumerate(self.sentences):
@@ -193,6 +195,25 @@ class Part:
     deleted: frozenset[str] = frozenset()
     live: np.ndarray | None = None
     sentence_live: np.ndarray | None = None
+
+
+class _DocRows(Mapping[str, list[int]]):
+    """Document → its sentence rows in a segmented index: the segment that holds it live, shifted."""
+
+    def __init__(self, parts: list[Part]) -> None:
+        self.parts = parts
+        self.where = {d: p for p in parts for d in p.segment.documents if d not in p.deleted}
+
+    def __getitem__(self, doc_id: str) -> list[int]:
+        p = self.where[doc_id]
+        rows = p.segment.derived("doc_sentences", lambda seg: seg.doc_rows()[1])
+        return [p.sentence_offset + r for r in rows.get(doc_id, [])]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.where)
+
+    def __len__(self) -> int:
+        return len(self.where)
 
 
 class OffsetLists:

@@ -194,3 +194,18 @@ def test_corpus_and_search_arrays_of_segments_equal_those_built_over_the_live_do
     assert [st.doc_ids[st.chunk_doc[i]] for i in live] == [index.chunks[i].doc_id for i in live]
     assert [st.sections[st.chunk_section[i]] for i in live] == [index.chunks[i].section.lower() for i in live]
     assert (st.chunk_doc[~index.live] == -1).all()
+
+
+def test_sentence_rows_per_document_of_segments(settings, corpus) -> None:
+    pipe = Pipeline(settings, {"hash": HashEmbedder()})
+    _write(corpus, "other.txt", "OTHER\n\nReturns were discussed. Readmission too.\n")
+    pipe.ingest([corpus])
+    _write(corpus, "other.txt", "OTHER\n\nReadmission was discussed in Lisbon. Then returns.\n")
+    pipe.ingest([corpus])
+    index = open_index(settings.index_dir, ("hash",))
+    want: dict[str, list[int]] = {}
+    for row, (d, _a, _b) in enumerate(index.sentences):
+        if index.sentence_live[row]:
+            want.setdefault(d, []).append(row)
+    assert {d: index.doc_sentence_rows[d] for d in index.doc_sentence_rows} == want
+    assert index.doc_sentence_rows.get("gone", []) == []
