@@ -333,7 +333,10 @@ def search_info(index: Index) -> dict[str, str]:
             kind = "hnsw" if p.segment.graphs else "flat"
             kinds[kind] = kinds.get(kind, 0) + 1
         hnsw = f"hnsw M={HNSW_M} efSearch={HNSW_EF_SEARCH}"
-        text = " + ".join(f"{hnsw if k == 'hnsw' else k}×{n}" for k, n in sorted(kinds.items()))
+        names = {k: hnsw if k == "hnsw" else k for k in kinds}
+        if len(index.parts) == 1:
+            return {ch: names[next(iter(kinds))] for ch in index.vectors}
+        text = " + ".join(f"{names[k]}×{n}" for k, n in sorted(kinds.items()))
         return {ch: text for ch in index.vectors}
     st = search_state(index)
     return {ch: st.dense(index, ch).describe() for ch in index.vectors}
