@@ -313,9 +313,10 @@ def _add_while_asking(args: argparse.Namespace, pipe: Any, questions: list[str])
     tmp = args.work / f"add-{args.size}-gen"
     shutil.rmtree(tmp, ignore_errors=True)
     new.mkdir(parents=True)
-    for f in generate(tmp, 1, seed=4242):  # renamed so the issue is new, not an update of an archived one
-        target = new / f.name.replace("synthetic-newsletter-issue-100", "added-newsletter-issue-1")
-        target.write_text(f.read_text("utf-8").replace("synthetic-newsletter-issue-100", "added-newsletter-issue-1"))
+    stem = f"added-newsletter-{int(time.time())}"  # a new issue (not an update of an archived one), every run
+    for f in generate(tmp, 1, seed=4242):
+        target = new / f.name.replace("synthetic-newsletter-issue-100", stem)
+        target.write_text(f.read_text("utf-8").replace("synthetic-newsletter-issue-100", stem))
     shutil.rmtree(tmp, ignore_errors=True)
     idle = []
     for q in questions[:60]:  # idle, just before
@@ -345,7 +346,7 @@ def _add_while_asking(args: argparse.Namespace, pipe: Any, questions: list[str])
         asks.append((start, (time.perf_counter() - t) * 1000))
     during = [ms for s, ms in asks if result["ingest_start"] <= s <= result["ingest_end"]]
     after = [ms for s, ms in asks if s > result["ingest_end"]]
-    seen = "added-newsletter-issue-1" in pipe.index().documents
+    seen = stem in pipe.index().documents
     return {
         **result,
         "idle_asks": len(idle),
