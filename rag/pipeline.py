@@ -155,6 +155,7 @@ class Pipeline:
         self._query_vectors("warm up", "en")  # every model, and the thread that runs them side by side
         if index.lexical is not None:
             index.lexical.search("warm up 预热", k=1)
+        self.search("warm up")  # the search structures (HNSW graphs are read at the first search)
         unknown_names("Warm up 预热北京", index.corpus)  # jieba's part-of-speech tagger loads in about a second
         lang.to_traditional("预热")  # OpenCC's dictionaries
         from wordfreq import zipf_frequency

@@ -330,7 +330,7 @@ def search_info(index: Index) -> dict[str, str]:
     if index.parts:
         kinds: dict[str, int] = {}
         for p in index.parts:
-            kind = "hnsw" if p.segment.graphs else "flat"
+            kind = p.segment.dense
             kinds[kind] = kinds.get(kind, 0) + 1
         hnsw = f"hnsw M={HNSW_M} efSearch={HNSW_EF_SEARCH}"
         names = {k: hnsw if k == "hnsw" else k for k in kinds}

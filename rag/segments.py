@@ -9,6 +9,7 @@ lists its segments and, per segment, the documents deleted from it since it was 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import os
 import threading
@@ -113,6 +114,10 @@ class Segment:
     sentence_vectors: dict[str, np.ndarray]
     lexical: Any = None  # rag.lexical.LexicalIndex | None
     graphs: dict[str, Any] = field(default_factory=dict)  # channel → FAISS HNSW (segments above FLAT_MAX)
+    dense: str = "flat"  # "flat" | "hnsw"
+    # channel → an open descriptor of its graph file, read at the first search (opened under the lease, so
+    # the graph stays readable after the segment is deleted: /proc/self/fd/N)
+    graph_files: dict[str, int] = field(default_factory=dict)
     chunk_sentences: list[list[int]] = field(default_factory=list)  # local chunk row → local sentence rows
     __weakref__: Any = field(default=None, init=False, repr=False, compare=False)
     _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -127,6 +132,23 @@ class Segment:
                 if value is None:
                     value = self._derived[key] = make(self)
         return value
+
+    def graph(self, channel: str) -> Any:
+        """The channel's HNSW graph (read on first use), or None for a flat segment."""
+        graph = self.graphs.get(channel)
+        if graph is None and channel in self.graph_files:
+            with self._lock:
+                graph = self.graphs.get(channel)
+                fd = self.graph_files.get(channel)
+                if graph is None and fd is not None:
+                    import faiss
+
+                    graph = faiss.read_index(f"/proc/self/fd/{fd}")
+                    graph.hnsw.efSearch = HNSW_EF_SEARCH
+                    self.graphs[channel] = graph
+                    del self.graph_files[channel]
+                    os.close(fd)
+        return graph
 
     def chunk_codes(self) -> ChunkCodes:
         """Per-chunk languages, documents and sections as arrays (what filters and row maps need)."""
@@ -158,7 +180,7 @@ class Segment:
         k = min(k, allowed)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        graph = self.graphs.get(channel)
+        graph = self.graph(channel)
         if graph is None or allowed <= EXACT_POOL:
             with blas_one_thread():
                 return self._exact(vectors, q, k, mask, allowed)
@@ -334,9 +356,8 @@ def load_segment(
         seg = _CACHE.get(key)
     if seg is not None:
         return seg
-    import faiss
-
     current = META
+    graph_files: dict[str, int] = {}
     try:
         meta = json.loads((folder / META).read_text("utf-8"))
         current = "documents.jsonl"
@@ -351,11 +372,9 @@ def load_segment(
             vectors[channel] = np.load(folder / f"vectors-{safe_name(channel)}.npy", mmap_mode="r")
             current = f"sentences-{safe_name(channel)}.npy"
             sentence_vectors[channel] = np.load(folder / f"sentences-{safe_name(channel)}.npy", mmap_mode="r")
-            if meta.get("dense") == "hnsw":
+            if meta.get("dense") == "hnsw":  # read at the first search (the open stays cheap for writers)
                 current = f"hnsw-{safe_name(channel)}.faiss"
-                graph = faiss.read_index(str(folder / f"hnsw-{safe_name(channel)}.faiss"))
-                graph.hnsw.efSearch = HNSW_EF_SEARCH
-                graphs[channel] = graph
+                graph_files[channel] = os.open(folder / current, os.O_RDONLY)
             if len(vectors[channel]) != len(chunks) or len(sentence_vectors[channel]) != len(sentences):
                 raise ValueError(f"segment {folder.name}: {channel} vectors do not match rows")
         lex = None
@@ -367,12 +386,65 @@ def load_segment(
             if len(lex) != len(chunks):
                 raise ValueError(f"segment {folder.name}: lexical rows do not match chunks")
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        _close_all(graph_files)
         raise SegmentDamaged(current, exc) from exc
+    except BaseException:
+        _close_all(graph_files)
+        raise
     seg = Segment(meta["name"], documents, chunks, sentences, vectors, sentence_vectors, lex, graphs)
-    seg.chunk_sentences = map_chunk_sentences(chunks, sentences)
+    seg.dense, seg.graph_files = str(meta.get("dense", "flat")), graph_files
+    weakref.finalize(seg, _close_all, graph_files)
+    seg.chunk_sentences = SentenceRanges.of(chunks, sentences)  # type: ignore[assignment]
     with _CACHE_LOCK:
         _CACHE[key] = seg
     return seg
+
+
+class SentenceRanges:
+    """Chunk row → the rows of the sentences it overlaps: in a segment a document's sentences are consecutive
+    rows in text order, so each chunk's are one range, found for all chunks at once by binary search."""
+
+    def __init__(self, first: np.ndarray, last: np.ndarray) -> None:
+        self.first, self.last = first, last
+
+    @classmethod
+    def of(cls, chunks: Sequence[Chunk], sentences: Sequence[tuple[str, int, int]]) -> SentenceRanges:
+        doc_pos: dict[str, int] = {}
+        s_doc = np.fromiter((doc_pos.setdefault(d, len(doc_pos)) for d, _a, _b in sentences), np.int64, len(sentences))
+        s_start = np.fromiter((a for _d, a, _b in sentences), np.int64, len(sentences))
+        s_end = np.fromiter((b for _d, _a, b in sentences), np.int64, len(sentences))
+        c_doc = np.fromiter((doc_pos.get(c.doc_id, -1) for c in chunks), np.int64, len(chunks))
+        c_start = np.fromiter((c.start for c in chunks), np.int64, len(chunks))
+        c_end = np.fromiter((c.end for c in chunks), np.int64, len(chunks))
+        big = int(max(s_end.max(initial=0), c_end.max(initial=0))) + 1
+        ends, starts = s_doc * big + s_end, s_doc * big + s_start  # sorted: rows grouped by document, in order
+        if len(ends) and (np.any(np.diff(ends) < 0) or np.any(np.diff(starts) < 0)):
+            rows = map_chunk_sentences(chunks, sentences)  # not in that order (never written so): the slow way
+            return _Lists(rows)  # type: ignore[return-value]
+        first = np.searchsorted(ends, c_doc * big + c_start, side="right")  # first sentence ending after start
+        last = np.searchsorted(starts, c_doc * big + c_end, side="left")  # sentences starting before the end
+        last = np.where(c_doc < 0, first, np.maximum(last, first))
+        return cls(first, last)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def __getitem__(self, row: int) -> list[int]:
+        return list(range(int(self.first[row]), int(self.last[row])))
+
+    def __iter__(self) -> Any:
+        return (list(range(int(a), int(b))) for a, b in zip(self.first, self.last, strict=True))
+
+
+class _Lists(list):  # type: ignore[type-arg]
+    pass
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
 
 
 def map_chunk_sentences(chunks: Sequence[Chunk], sentences: Sequence[tuple[str, int, int]]) -> list[list[int]]:

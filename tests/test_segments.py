@@ -152,10 +152,15 @@ def test_a_segment_above_the_flat_limit_is_searched_through_hnsw(settings, corpu
     assert (settings.index_dir / "segments" / entry["name"] / "hnsw-hash.faiss").exists()
     index = pipe.index()
     seg = index.parts[0].segment
+    assert not seg.graphs and seg.graph_files  # the graph is read at the first search, from the file opened
+    import shutil
+
+    shutil.rmtree(settings.index_dir / "segments" / entry["name"])  # deleted meanwhile (as a writer may)
     q = HashEmbedder().encode_queries(["seminar on migrant integration in Hangzhou"])[0]
     rows, scores = seg.top("hash", q, 2, None)
     exact = np.sort(np.asarray(seg.vectors["hash"]) @ q)[::-1][:2]
     np.testing.assert_allclose(scores, exact, rtol=1e-5)  # the two best cosines (a tiny graph is exact)
+    assert seg.graphs and not seg.graph_files
     assert len(set(rows.tolist())) == 2
     assert pipe.search("Where was the seminar on migrant integration held?")[0].chunk.doc_id == "news-en"
 
@@ -209,3 +214,15 @@ def test_sentence_rows_per_document_of_segments(settings, corpus) -> None:
             want.setdefault(d, []).append(row)
     assert {d: index.doc_sentence_rows[d] for d in index.doc_sentence_rows} == want
     assert index.doc_sentence_rows.get("gone", []) == []
+
+
+def test_sentence_ranges_equal_the_chunk_by_chunk_map(settings, corpus) -> None:
+    from rag.segments import SentenceRanges, map_chunk_sentences
+
+    pipe = Pipeline(settings, {"hash": HashEmbedder()})
+    _write(corpus, "other.txt", "OTHER\n\n" + " ".join(f"Sentence {i} is about returns." for i in range(60)) + "\n")
+    pipe.ingest([corpus])
+    seg = pipe.index().parts[0].segment
+    ranges = SentenceRanges.of(seg.chunks, seg.sentences)
+    assert isinstance(ranges, SentenceRanges) and len(seg.chunks) > 3
+    assert list(ranges) == map_chunk_sentences(seg.chunks, seg.sentences)
