@@ -317,22 +317,28 @@ class _Field:
         indptr, indices, data = self.tf.indptr, self.tf.indices, self.tf.data
         rows, concept, vals = [], [], []
         for qi, c in enumerate(query):
+            found = []
             for t, w in c:
                 i = self.vocab.get(t)
                 if i is None:
                     continue
                 lo, hi = int(indptr[i]), int(indptr[i + 1])  # the term's postings: a slice of the mapped arrays
                 if hi > lo:
-                    rows.append(np.asarray(indices[lo:hi], np.int64))
-                    vals.append(np.asarray(data[lo:hi], np.float32) * np.float32(w))
-                    concept.append(np.full(hi - lo, qi, np.int64))
+                    found.append((np.asarray(indices[lo:hi], np.int64), np.asarray(data[lo:hi], np.float32) * w))
+            if not found:
+                continue
+            if len(found) == 1:  # one term: its postings as they are
+                r, v = found[0]
+            else:  # a concept's terms in one passage add up (one sort over this concept's postings only)
+                r, where = np.unique(np.concatenate([x for x, _ in found]), return_inverse=True)
+                v = np.bincount(where, weights=np.concatenate([y for _, y in found]), minlength=len(r))
+            rows.append(r)
+            vals.append(np.asarray(v, np.float32))
+            concept.append(np.full(len(r), qi, np.int64))
         if not rows:
             empty = np.zeros(0, np.int64)
             return empty, empty, np.zeros(0, np.float32)
-        key = np.concatenate(rows) * len(query) + np.concatenate(concept)
-        unique, where = np.unique(key, return_inverse=True)  # one entry per (passage, concept)
-        summed = np.bincount(where, weights=np.concatenate(vals), minlength=len(unique)).astype(np.float32)
-        return unique // len(query), unique % len(query), summed
+        return np.concatenate(rows), np.concatenate(concept), np.concatenate(vals)
 
     def score(self, query: Sequence[Concept], settings: Settings) -> np.ndarray:
         """BM25 per passage divided by the query's self-score, so 1 ≈ every concept matched once."""
