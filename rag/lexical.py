@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy import sparse
@@ -327,6 +328,8 @@ class _Field:
                     found.append((np.asarray(indices[lo:hi], np.int64), np.asarray(data[lo:hi], np.float32) * w))
             if not found:
                 continue
+            r: np.ndarray
+            v: np.ndarray
             if len(found) == 1:  # one term: its postings as they are
                 r, v = found[0]
             else:  # a concept's terms in one passage add up (one sort over this concept's postings only)
@@ -490,7 +493,7 @@ class LexicalIndex:
         manifest = json.loads((folder / "manifest.json").read_text())
         if manifest.get("format") not in (1, FORMAT) or manifest.get("kind") != "lexical-bm25":
             raise ValueError(f"{folder} is not a lexical index of format {FORMAT}")
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         fields: dict[str, dict[str, _Field]] = {"native": {}, "translated": {}}
         for kind, found in fields.items():
             for lang in LANGUAGES:

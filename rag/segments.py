@@ -144,7 +144,7 @@ class Segment:
                     import faiss
 
                     graph = faiss.read_index(f"/proc/self/fd/{fd}")
-                    graph.hnsw.efSearch = HNSW_EF_SEARCH
+                    graph.hnsw.efSearch = HNSW_EF_SEARCH  # type: ignore[attr-defined]
                     self.graphs[channel] = graph
                     del self.graph_files[channel]
                     os.close(fd)
@@ -209,12 +209,12 @@ class Segment:
         faiss.omp_set_num_threads(1)  # one question gains nothing from an OpenMP team (see retrieve)
         q2 = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
         if mask is None:
-            params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k))
+            params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k))  # type: ignore[attr-defined]
             dist, ids = graph.search(q2, k, params=params)
         else:
             bits = np.packbits(mask, bitorder="little")  # must outlive the search: the selector points to it
             sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(HNSW_EF_SEARCH, k))
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(HNSW_EF_SEARCH, k))  # type: ignore[attr-defined]
             dist, ids = graph.search(q2, k, params=params)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), dist[0][keep].astype(np.float32)
@@ -366,7 +366,9 @@ def load_segment(
         chunks = [chunk_from_json(j) for j in read_jsonl(folder / "chunks.jsonl")]
         current = "sentences.jsonl"
         sentences = [(j["doc_id"], j["start"], j["end"]) for j in read_jsonl(folder / "sentences.jsonl")]
-        vectors, sentence_vectors, graphs = {}, {}, {}
+        vectors: dict[str, np.ndarray] = {}
+        sentence_vectors: dict[str, np.ndarray] = {}
+        graphs: dict[str, Any] = {}
         for channel in embedders:
             current = f"vectors-{safe_name(channel)}.npy"
             vectors[channel] = np.load(folder / f"vectors-{safe_name(channel)}.npy", mmap_mode="r")

@@ -175,7 +175,8 @@ class Index:
     def corpus(self) -> Corpus:
         """All documents' text, for checking whether a question names something the newsletters mention."""
         if self.parts:  # each segment's documents are prepared once per process, not per index version
-            texts, words = [], set()
+            texts: list[str] = []
+            words: set[str] = set()
             for p in self.parts:
                 for d, (text, latin) in p.segment.corpus_parts().items():
                     if d not in p.deleted:
