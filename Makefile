@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-scale load browser
+.PHONY: run test lint bench bench-scale bench-milvus load browser
 
 run: $(VENV)/.installed
 	$(PY) app.py
@@ -25,13 +25,17 @@ bench-scale: $(VENV)/.installed
 	nice $(PY) eval/bench_scale.py --sizes 10000,100000,1000000 --add-at 10000,100000 --tile-from 100000 \
 		--backend $(BACKEND) --out eval/out/bench-scale-$(BACKEND).json
 
+# The Milvus backend (Milvus Lite) against the FAISS folder on a generated archive (docs/scale.md, "Milvus").
+bench-milvus: $(VENV)/.installed
+	$(PY) eval/bench_milvus.py --issues 100 --out docs/milvus-bench.json
+
 load: $(VENV)/.installed
 	$(PY) eval/load_test.py --out docs/load-test.json
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,milvus]'
 	touch $@
 
 # The browser test drives Debian's Chromium headless (no browser download at run time); Noto CJK lets the

@@ -31,9 +31,11 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "best_s_cos_e5",
     "best_s_cov",
     "best_type_missing",
+    "best_s_missing",
+    "best_p_missing",
+    "top_p_missing",
     "top_p_cos_use",
     "top_p_cos_e5",
-    "top_p_bm25",
     "top_p_cov",
     "asks_type",
     "q_log_units",
@@ -108,11 +110,23 @@ class Thresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class Calibration:
+    """Platt scaling of the question model's logit, fitted on the dev set: confidence = sigmoid(a·z + b).
+
+    The training data is Wikipedia QA with its own share of unanswerable questions; a newsletter archive has
+    another. Two parameters move the probabilities to the dev set's scale without changing their order."""
+
+    a: float = 1.0
+    b: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerModel:
     sentence: Logistic
     question: Logistic
     thresholds: Thresholds = Thresholds()
     meta: dict[str, Any] = field(default_factory=dict)  # training data hashes, counts, held-out scores
+    calibration: Calibration = Calibration()
 
     def sentence_logits(self, features: np.ndarray) -> np.ndarray:
         if not len(features):
@@ -121,7 +135,8 @@ class AnswerModel:
 
     def confidence(self, features: np.ndarray) -> float:
         """Probability that the retrieved passages answer the question (features: QUESTION_FEATURES)."""
-        return float(sigmoid(self.question.logit(features[None, :])[0]))
+        z = float(self.question.logit(features[None, :])[0])
+        return float(sigmoid(self.calibration.a * z + self.calibration.b))
 
     def record(self) -> dict[str, Any]:
         """What reports and index manifests record of the model: version, training data hashes, thresholds."""
@@ -130,6 +145,7 @@ class AnswerModel:
             "trained": self.meta.get("trained", ""),
             "data": self.meta.get("data", {}),
             "thresholds": {"abstain": self.thresholds.abstain, "confident": self.thresholds.confident},
+            "calibration": {"a": self.calibration.a, "b": self.calibration.b},
         }
 
     @property
@@ -141,6 +157,7 @@ class AnswerModel:
             "sentence": self.sentence.to_json(),
             "question": self.question.to_json(),
             "thresholds": {"abstain": self.thresholds.abstain, "confident": self.thresholds.confident},
+            "calibration": {"a": self.calibration.a, "b": self.calibration.b},
             "meta": self.meta,
         }
 
@@ -151,6 +168,7 @@ class AnswerModel:
             Logistic.from_json(d["question"]),
             Thresholds(**d.get("thresholds", {})),
             dict(d.get("meta", {})),
+            Calibration(**d.get("calibration", {})),
         )
 
     def save(self, path: Path) -> None:
@@ -192,9 +210,11 @@ def question_features(
         "best_s_cos_e5": best[col["s_cos_e5"]],
         "best_s_cov": best[col["s_cov"]] if len(order) else 0.0,
         "best_type_missing": best[col["type_missing"]] if len(order) else 0.0,
+        "best_s_missing": best[col["s_missing"]] if len(order) else 1.0,
+        "best_p_missing": best[col["p_missing"]] if len(order) else 1.0,
+        "top_p_missing": top_hit.get("missing", 1.0),
         "top_p_cos_use": top_hit.get("use", math.nan),
         "top_p_cos_e5": top_hit.get("e5", math.nan),
-        "top_p_bm25": top_hit.get("bm25", 0.0),
         "top_p_cov": top_hit.get("cov", 0.0),
         "asks_type": float(asks_type),
         "q_log_units": math.log1p(question_units),

@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--index", dest="index_name", help="index name under index/ (default: default)")
         sp.add_argument("--embedders", help="comma-separated dense channels: use,e5,st:<model> (default: use,e5)")
         sp.add_argument("--no-lexical", action="store_true", help="build/query without the BM25 channel")
+        backend_argument(sp)
 
     ing = sub.add_parser("ingest", help="add or update newsletters in an index")
     ing.add_argument("paths", nargs="+", type=Path)
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def backend_argument(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--backend",
+        choices=("faiss", "milvus"),
+        help="where the vectors live: faiss (files in the index folder, default) or milvus (milvus_uri)",
+    )
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     s = load_settings(args.config)
     changes: dict[str, object] = {}
@@ -90,6 +99,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         changes["embedders"] = args.embedders
     if getattr(args, "no_lexical", False):
         changes["lexical"] = False
+    if getattr(args, "backend", None):
+        changes["index_backend"] = args.backend
     return s.replace(**changes) if changes else s
 
 
@@ -323,6 +334,7 @@ def render_text_dict(d: dict) -> str:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.backend import backend_of
     from rag.embed import EmbedderError
     from rag.store import FormatOutdated, StoreError, list_indexes, open_index
 
@@ -333,7 +345,8 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         damaged = 0
         for name in names:
             try:
-                idx = open_index(settings.index_root / name)
+                folder = settings.index_root / name
+                idx = open_index(folder, vectors=backend_of(folder) != "milvus")  # (vectors in Milvus: not here)
             except FormatOutdated as exc:
                 print(f"{name}: outdated ({exc}); the next ask or ingest re-indexes its newsletters")
                 continue
@@ -342,9 +355,10 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
                 damaged += 1
                 continue
             m = idx.manifest
+            where = f", vectors in Milvus at {m.backend.get('uri')}" if m.backend.get("name") == "milvus" else ""
             print(
                 f"{name}: {len(idx.documents)} newsletters, {len(idx.chunks)} chunks, "
-                f"embedders {','.join(m.embedders)}{' + bm25' if m.lexical else ''}, built {m.created}"
+                f"embedders {','.join(m.embedders)}{' + bm25' if m.lexical else ''}, built {m.created}{where}"
             )
             for d in idx.documents.values():
                 print(f"  {d.doc_id}  [{d.language}]  {d.meta.title}  issue {d.meta.issue}  {d.meta.period}")

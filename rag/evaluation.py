@@ -18,7 +18,11 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
             mod = importlib.import_module(module)
         except ModuleNotFoundError:
             continue
-        mod.add_arguments(sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0]))
+        parser = sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0])
+        mod.add_arguments(parser)
+        from rag.cli import backend_argument
+
+        backend_argument(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,10 +1,11 @@
 """What the answer model sees: one feature row per candidate sentence of the retrieved passages.
 
-Every feature is something the pipeline already knows or can read off the question and the sentence, on
-scales that mean the same in any archive: cosines per encoder, coverage of the question's concepts (across
-languages, through CC-CEDICT, weighted by the archive's own document frequencies), the passage's rank and
-channel scores, the sentence's language and length, and whether the sentence carries the kind of fact the
-question asks for (`rag.verify`). The model's weights, not rules, decide what each is worth.
+Every feature is something the pipeline already knows or can read off the question and the sentence:
+cosines per encoder, coverage of the question's concepts (across languages, through CC-CEDICT, weighted by
+their idf in the archive), the most specific concept a sentence or passage leaves out, the passage's rank and
+BM25 score, the sentence's language, and whether the sentence carries the kind of fact the question asks
+for (`rag.verify`). Sentence length is left out on purpose: newsletters answer in list items and table rows
+that prose-trained weights would read as too short to answer. The model's weights, not rules, decide what each is worth.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from functools import lru_cache
 import numpy as np
 
 from rag import lexical
-from rag.chunk import units
 from rag.lang import base, to_simplified
 from rag.retrieve import row_map
 from rag.store import Index
@@ -33,10 +33,11 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "s_cov",
     "s_cov_gap",
     "p_cov",
+    "s_missing",
+    "p_missing",
     "p_bm25",
     "rank",
     "same_language",
-    "log_units",
     "type_ok",
     "type_missing",
     "numbers_missing",
@@ -105,19 +106,28 @@ def candidates(
     x[:, col["s_cov"]] = cov
     x[:, col["s_cov_gap"]] = cov - cov.max()
     x[:, col["p_cov"]] = [passage_cov[c.hit] for c in rows]
+    x[:, col["s_missing"]] = [coverage.missing(t, lang) for t, lang in zip(texts, langs, strict=True)]
+    passage_missing = {h: coverage.missing(hit.chunk.text, base(hit.chunk.language)) for h, hit in enumerate(hits)}
+    x[:, col["p_missing"]] = [passage_missing[c.hit] for c in rows]
     x[:, col["p_bm25"]] = [hits[c.hit].channels.get("bm25", 0.0) for c in rows]
     x[:, col["rank"]] = [math.log1p(c.hit) for c in rows]
     x[:, col["same_language"]] = [float(lang == base(language)) for lang in langs]
-    x[:, col["log_units"]] = [math.log1p(units(t)) for t in texts]
     for i, (c, text) in enumerate(zip(rows, texts, strict=True)):
-        s = signals(asked, text, hits[c.hit].chunk.text)
+        s = signals(asked, text, _with_meta(index, hits[c.hit]))
         x[i, col["type_ok"]] = s.type_ok
         x[i, col["type_missing"]] = s.type_missing
         x[i, col["numbers_missing"]] = s.numbers_missing
         x[i, col["future_missing"]] = s.future_missing
         x[i, col["serial_conflict"]] = s.serial_conflict
-    top = {**hits[0].channels, "cov": passage_cov[0]}
+    top = {**hits[0].channels, "cov": passage_cov[0], "missing": passage_missing[0]}
     return Candidates(tuple(rows), x, asked, top)
+
+
+def _with_meta(index: Index, hit: Hit) -> str:
+    """A passage read with its newsletter's title, issue and period: "… in the week covered by issue 665"
+    names the issue, not the passage."""
+    meta = index.documents[hit.chunk.doc_id].meta
+    return "\n".join((hit.chunk.text, meta.title, meta.issue, meta.period))
 
 
 def _sentence_text(index: Index, row: int) -> str:
@@ -131,11 +141,13 @@ def _is_heading(sentence: str, hit: Hit) -> bool:
 
 
 class Coverage:
-    """Share of the question's concepts a text expresses, each weighted by its idf in the archive.
+    """How much of the question a text expresses, read as concepts over the text's language (translated
+    through CC-CEDICT when the languages differ), exactly as the BM25 channel reads it.
 
-    The question is read as concepts over the text's language (translated through CC-CEDICT when the
-    languages differ), exactly as the BM25 channel reads it; document frequencies come from the archive's own
-    passage index, so "the" of a newsletter and a rare name weigh what they weigh there.
+    Coverage weighs each concept by its idf among the archive's passages, so "the" of a newsletter and a rare
+    name weigh what they weigh there. What a text leaves out (`missing`) weighs each concept also by how
+    specific it is in the language at large (`general_weight`): the archive's idf alone misleads in a small
+    archive, where every word it lacks ("held", "hosts") weighs most.
     """
 
     def __init__(self, index: Index, query: str) -> None:
@@ -143,19 +155,40 @@ class Coverage:
         self.query = query
         self._concepts: dict[str, list[tuple[tuple[str, float], ...]]] = {}
         self._idf: dict[str, np.ndarray] = {}
+        self._specific: dict[str, np.ndarray] = {}
 
     def __call__(self, text: str, language: str) -> float:
+        concepts, idf, _specific = self._read(language)
+        if not concepts or idf.sum() <= 0:
+            return 0.0
+        matched = self._matched(concepts, text, language)
+        return float((idf * matched).sum() / idf.sum())
+
+    def missing(self, text: str, language: str) -> float:
+        """How specific the most specific question concept the text leaves out is, relative to the question's
+        most specific concept (0: nothing missing, 1: the most specific one is missing): "Which hotel …" read
+        against a passage that names the seminar's city but no hotel."""
+        concepts, _idf, specific = self._read(language)
+        if not concepts or specific.max() <= 0:
+            return 0.0
+        matched = self._matched(concepts, text, language)
+        return float((specific * (1.0 - matched)).max() / specific.max())
+
+    def _read(self, language: str) -> tuple[list[tuple[tuple[str, float], ...]], np.ndarray, np.ndarray]:
         language = base(language)
         if language not in self._concepts:
             found = lexical.concepts(self.query, language, _LEXICAL)
-            self._concepts[language] = found
-            self._idf[language] = np.array([self._concept_idf(c, language) for c in found])
-        concepts, idf = self._concepts[language], self._idf[language]
-        if not concepts or idf.sum() <= 0:
-            return 0.0
-        tokens = _tokens(text, language)
-        matched = np.array([max((w for t, w in c if t in tokens), default=0.0) for c in concepts])
-        return float((idf * matched).sum() / idf.sum())
+            idf = np.array([self._concept_idf(c, language) for c in found])
+            general = np.array(
+                [min(general_weight(t, language) for t, w in c if w >= _BEST_TRANSLATION) for c in found]
+            )
+            self._concepts[language], self._idf[language], self._specific[language] = found, idf, idf * general
+        return self._concepts[language], self._idf[language], self._specific[language]
+
+    @staticmethod
+    def _matched(concepts: list[tuple[tuple[str, float], ...]], text: str, language: str) -> np.ndarray:
+        tokens = _tokens(text, base(language))
+        return np.array([max((w for t, w in c if t in tokens), default=0.0) for c in concepts])
 
     def _concept_idf(self, concept: tuple[tuple[str, float], ...], language: str) -> float:
         if self.index.lexical is None:
@@ -169,6 +202,39 @@ class Coverage:
 
 
 _LEXICAL = lexical.Settings()
+_BEST_TRANSLATION = 0.9  # translations within 10% of CC-CEDICT's best gloss count as the concept's word
+_RAREST_ZIPF = 8.0  # wordfreq's Zipf scale: 8 is "the", 0 a word never seen
+
+
+def general_weight(token: str, language: str) -> float:
+    """How specific an index token is in the language at large: 8 minus its Zipf frequency (wordfreq), so
+    "the" weighs ~0.3, "city" ~2.4, "hotel" ~3, "seminar" ~4.2, a name never seen 8. The same in every
+    archive, unlike the archive's own idf, which in a small archive makes every word it lacks ("held") the
+    heaviest of the question."""
+    if base(language) == "zh" and not token.isascii():
+        freq = _frequencies("zh").get(token, 0.0)
+    else:
+        freq = _frequencies("en").get(token, 0.0)  # English stems; Latin words in Chinese text too
+    zipf = math.log10(freq) + 9 if freq > 0 else 0.0
+    return max(0.25, _RAREST_ZIPF - zipf)
+
+
+@lru_cache(maxsize=2)
+def _frequencies(language: str) -> dict[str, float]:
+    """wordfreq's word frequencies keyed like index tokens: English by stem (the most frequent word of each
+    stem), Chinese by word. Built once per process (about a second for English)."""
+    import wordfreq
+
+    words = wordfreq.get_frequency_dict(language)
+    if language == "zh":
+        return {w: f for w, f in words.items() if f >= 1e-8}
+    out: dict[str, float] = {}
+    for w, f in words.items():
+        if f >= 1e-7 and w.isalpha():
+            k = lexical.stem(w)
+            if f > out.get(k, 0.0):
+                out[k] = f
+    return out
 
 
 @lru_cache(maxsize=8192)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import sparse
@@ -567,6 +567,14 @@ class SegmentedLexical:
 
     def __len__(self) -> int:
         return self.size
+
+    def __getattr__(self, name: str) -> Any:
+        """A single segment without deleted rows is its LexicalIndex (`native`, `translated`, … for code that
+        reads the fields, such as rag.sparse); several segments have no such fields."""
+        parts = self.__dict__.get("parts", ())
+        if len(parts) == 1 and parts[0][0] == 0 and parts[0][2] is None and not name.startswith("__"):
+            return getattr(parts[0][1], name)
+        raise AttributeError(f"{type(self).__name__} of {len(parts)} segments has no attribute {name!r}")
 
     @cached_property
     def languages(self) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ import numpy as np
 from rag import embcache, lang
 from rag.answer import UNSUPPORTED, AnswerSettings, compose
 from rag.answer_model import load as load_answer_model
+from rag.backend import IndexStore, store_for
 from rag.chunk import BLOCK, ChunkSettings, chunk, split_sentences
 from rag.clean import clean
 from rag.embcache import EmbeddingCache
@@ -37,10 +38,8 @@ from rag.store import (
     current_version,
     list_indexes,
     merge_segments,
-    open_index,
     recover_legacy_swap,
     stored_documents,
-    write_index,
     write_lock,
 )
 from rag.types import Answer, Chunk, Document, Hit
@@ -140,6 +139,17 @@ class Pipeline:
         self._pool: ThreadPoolExecutor | None = None
         self._index_stamp: tuple[int, int] | None = None
         self._reopen = threading.RLock()  # one thread opens a new index version; the others keep the old one
+        self._store: IndexStore | None = None
+
+    @property
+    def store(self) -> IndexStore:
+        """Where the index's vectors live (`settings.index_backend`, rag/backend.py)."""
+        if self._store is None:
+            self._store = store_for(self.settings)
+        return self._store
+
+    def _open(self) -> Index:
+        return self.store.open(self.settings.index_dir, tuple(self.embedders), self.settings.lexical)
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -195,11 +205,11 @@ class Pipeline:
         if self._index is not None and stamp == self._index_stamp:
             return self._index
         try:
-            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = self._open()
         except FormatOutdated as exc:  # derived data: rebuild it from the cleaned documents it stores
             log.warning("%s; rebuilding it from the documents it stores", exc)
             self.update([], rebuild=True)
-            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = self._open()
         except IndexNotFound:
             if self.settings.index_name != "default":
                 existing = list_indexes(self.settings.index_root)
@@ -207,7 +217,7 @@ class Pipeline:
                     f"unknown index {self.settings.index_name!r}; existing: {', '.join(existing) or 'none'}"
                 ) from None
             self.ingest([self.settings.corpus])
-            index = open_index(folder, tuple(self.embedders), self.settings.lexical)
+            index = self._open()
         # The stamp read before opening: if a writer swapped meanwhile, the next call opens again.
         self._index, self._index_stamp = index, stamp if stamp is not None else current_version(folder)
         return index
@@ -368,7 +378,7 @@ class Pipeline:
 
     def _open_existing(self) -> Index | None:
         try:
-            return open_index(self.settings.index_dir, tuple(self.embedders), self.settings.lexical)
+            return self._open()
         except IndexNotFound:
             return None
 
@@ -384,7 +394,8 @@ class Pipeline:
         chunker = ChunkSettings(size=s.chunk_size, overlap=s.chunk_overlap)
         if old is not None and old.manifest.chunker != chunker.as_dict():
             old = None  # chunks cut differently: nothing can be reused
-        base = old if old is not None and old.parts else None  # segmented: write only what changed
+        # A segmented folder index: write only what changed (a backend that keeps vectors elsewhere rewrites)
+        base = old if old is not None and old.parts and getattr(self.store, "incremental", False) else None
         all_docs = dict(docs)
         if base is not None:
             # new or changed documents, and moved ones (their new path; their rows are copied, not re-embedded)
@@ -484,9 +495,11 @@ class Pipeline:
             merge={"max_segments": s.max_segments, "max_chunks": s.merge_max_chunks},
         )
         index = Index(s.index_dir, manifest, docs, chunks, vectors, sentences, sentence_vectors, lexical, None)
-        write_index(index, base, deleted)
-        if base is not None:
+        if base is not None:  # the folder backend: one new segment, tombstones, then the merge policy
+            self.store.write(index, base, deleted)  # type: ignore[call-arg]
             merge_segments(s.index_dir, tuple(self.embedders), s.lexical, s.max_segments, s.merge_max_chunks)
+        else:
+            self.store.write(index)
         embcache.clear(s.index_dir)  # the index now holds every vector the checkpoints held
         return n_chunks, embedded, dropped
 
@@ -521,8 +534,11 @@ class Pipeline:
         if dim is None:
             dim = next(iter(fresh.values())).shape[0] if fresh else emb.dim
         out_arr = np.zeros((len(texts), dim), np.float32)
-        for i, r in enumerate(reuse):
-            out_arr[i] = fresh[i] if r is None else old_vectors[r]  # type: ignore[index]
+        for i, v in fresh.items():
+            out_arr[i] = v
+        kept = [(i, r) for i, r in enumerate(reuse) if r is not None]
+        if kept:  # one gather (old_vectors may be rows fetched from a search engine, rag.milvus_store)
+            out_arr[[i for i, _ in kept]] = old_vectors[np.array([r for _, r in kept], np.int64)]  # type: ignore[index]
         return out_arr
 
     # -- questions ------------------------------------------------------------------------------

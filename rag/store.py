@@ -93,6 +93,7 @@ class Manifest:
     segments: tuple[dict[str, Any], ...] = ()
     search: dict[str, Any] = field(default_factory=dict)
     merge: dict[str, Any] = field(default_factory=dict)  # the merge policy the writer applied
+    backend: dict[str, Any] = field(default_factory=dict)  # where the vectors live; {} = files here (rag/backend.py)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,6 +116,7 @@ class Manifest:
             segments=tuple(dict(e) for e in d.get("segments", ())),
             search=dict(d.get("search", {})),
             merge=dict(d.get("merge", {})),
+            backend=dict(d.get("backend", {})),
         )
 
     def dense_types(self) -> dict[str, int]:
@@ -260,10 +262,10 @@ def assemble(folder: Path, manifest: Manifest, pieces: list[tuple[Segment, froze
         chunks += seg.chunks
         sentences += seg.sentences
     dims = manifest.dims
-    vectors = {ch: seglib.stack([p.segment.vectors[ch] for p in parts], dims[ch]) for ch in manifest.embedders}
-    sentence_vectors = {
-        ch: seglib.stack([p.segment.sentence_vectors[ch] for p in parts], dims[ch]) for ch in manifest.embedders
-    }
+    # (a backend that keeps vectors elsewhere opens segments without them: rag/backend.py)
+    channels = [ch for ch in manifest.embedders if all(ch in p.segment.vectors for p in parts)]
+    vectors = {ch: seglib.stack([p.segment.vectors[ch] for p in parts], dims[ch]) for ch in channels}
+    sentence_vectors = {ch: seglib.stack([p.segment.sentence_vectors[ch] for p in parts], dims[ch]) for ch in channels}
     lexical = None
     if manifest.lexical:
         lexical = SegmentedLexical([(p.chunk_offset, p.segment.lexical, p.live) for p in parts])
@@ -603,8 +605,13 @@ def _delete_unheld(version: Path) -> bool:
         os.close(fd)
 
 
-def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: bool | None = None) -> Index:
+def open_index(
+    folder: Path, embedders: tuple[str, ...] | None = None, lexical: bool | None = None, vectors: bool = True
+) -> Index:
     """Open the current version of an index; refuse one built with other embedders than `embedders`.
+
+    `vectors=False` reads everything but the vector files (an index whose vectors live in a search engine,
+    `rag.milvus_store`): the Index then has no vectors.
 
     A reader never takes the write lock: it reads the pointer, holds a lease on the version it names while
     it loads the files, and starts again if a writer deleted that version meanwhile (an old one).
@@ -615,7 +622,7 @@ def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: 
         version = pointer.get("version")
         if not version:  # the layout before versions: files beside the manifest
             try:
-                return _load(folder, folder, manifest, "")
+                return _load(folder, folder, manifest, "", vectors)
             except _Vanished:
                 continue
         vfolder = folder / VERSIONS / str(version)
@@ -630,8 +637,8 @@ def open_index(folder: Path, embedders: tuple[str, ...] | None = None, lexical: 
             if os.fstat(fd).st_nlink == 0:
                 continue  # deleted while we waited for the lease
             if manifest.format_version >= 4:
-                return _load_segments(folder, manifest, str(version))
-            return _load(folder, vfolder, manifest, str(version))
+                return _load_segments(folder, manifest, str(version), vectors)
+            return _load(folder, vfolder, manifest, str(version), vectors)
         except _Vanished:
             continue
         finally:
@@ -697,7 +704,7 @@ def _check(folder: Path, data: dict[str, Any], embedders: tuple[str, ...] | None
     return manifest
 
 
-def _load(folder: Path, files: Path, manifest: Manifest, version: str) -> Index:
+def _load(folder: Path, files: Path, manifest: Manifest, version: str, with_vectors: bool = True) -> Index:
     """Read every file of one version; a missing file means the version went away (`_Vanished`)."""
     import faiss
 
@@ -710,7 +717,7 @@ def _load(folder: Path, files: Path, manifest: Manifest, version: str) -> Index:
         current = "sentences.jsonl"
         sentences = [(j["doc_id"], j["start"], j["end"]) for j in _read_jsonl(files / current)]
         vectors, flat, sentence_vectors = {}, {}, {}
-        for channel in manifest.embedders:
+        for channel in manifest.embedders if with_vectors else ():
             current = f"vectors-{safe_name(channel)}.faiss"
             if not (files / current).exists():
                 raise FileNotFoundError(files / current)
@@ -744,7 +751,7 @@ def _load(folder: Path, files: Path, manifest: Manifest, version: str) -> Index:
     return index
 
 
-def _load_segments(folder: Path, manifest: Manifest, version: str) -> Index:
+def _load_segments(folder: Path, manifest: Manifest, version: str, with_vectors: bool = True) -> Index:
     """Open the segments a version lists (memory-mapped; segments this process has open are shared)."""
     pieces = []
     current = "?"
@@ -753,7 +760,7 @@ def _load_segments(folder: Path, manifest: Manifest, version: str) -> Index:
             current = f"{SEGMENTS}/{entry['name']}"
             seg = seglib.load_segment(
                 folder / SEGMENTS / entry["name"],
-                manifest.embedders,
+                manifest.embedders if with_vectors else (),
                 manifest.lexical,
                 safe_name,
                 _read_jsonl,

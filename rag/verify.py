@@ -83,6 +83,7 @@ _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     ("name", re.compile(r"叫什么名字|什么名字|姓名|\bwhat is the name of\b|\bwhat was the name of\b", re.I)),
     ("agent", re.compile(r"^\s*who\b|\bwho\s+(?:is|was|were|are|did|will|has|had)\b|谁|哪位|哪些人", re.I)),
+    ("place", re.compile(r"\bwhere\b|哪里|哪儿|在哪|何处|何地", re.I)),
 )
 
 
@@ -90,7 +91,7 @@ _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 class Need:
     """What a sentence should contain to answer the question."""
 
-    kind: str = "other"  # money, duration, ordinal, count, date, name, agent, other
+    kind: str = "other"  # money, duration, ordinal, count, date, name, agent, place, other
     numbers: tuple[str, ...] = ()  # numbers the question names (years, issue numbers)
     future: bool = False  # the question asks about a next / successor / upcoming event
     serials: frozenset[tuple[str, int]] = frozenset()  # numbered series the question names ("Phase II")
@@ -122,13 +123,14 @@ def _counts(text: str) -> list[str]:
     return _COUNT.findall(text)
 
 
-_EN_NAME_INSIDE = re.compile(r"(?<=[a-z,;:()] )[A-Z][a-z]+|\b[A-Z]{2,}\b|\b[A-Z][a-z]+[A-Z]\w*")
+# A capitalised word inside a sentence, an acronym, a CamelCase word, or a handle ("@tiif").
+_EN_NAME_INSIDE = re.compile(r"(?<=[a-z,;:()] )[A-Z][a-z]+|\b[A-Z]{2,}\b|\b[A-Z][a-z]+[A-Z]\w*|(?<!\w)@\w+")
 _ZH_NAME_MARKS = re.compile(r"《[^》]+》|[\u4e00-\u9fff]·[\u4e00-\u9fff]|「[^」]+」|“[^”]+”")
 
 
 def _names_something(sentence: str) -> bool:
-    """True when the sentence names someone or something: a capitalised word inside an English sentence or an
-    acronym; in Chinese a title in 《》, a transliterated name (·), or a word CC-CEDICT glosses only
+    """True when the sentence names someone or something: a capitalised word inside an English sentence, an
+    acronym or a handle (@name); in Chinese a title in 《》, a transliterated name (·), or a word CC-CEDICT glosses only
     capitalised (a place, an organisation) or does not know and that starts with a surname (a person)."""
     if _EN_NAME_INSIDE.search(sentence) or _ZH_NAME_MARKS.search(sentence):
         return True
@@ -150,6 +152,7 @@ def carries(kind: str, sentence: str) -> bool:
         "date": lambda: bool(_DATE.search(s)),
         "name": lambda: _names_something(sentence),
         "agent": lambda: bool(_PERSON.search(s) or _ORGANISATION.search(s)) or _names_something(sentence),
+        "place": lambda: _names_something(sentence),
     }
     check = checks.get(kind)
     return True if check is None else check()

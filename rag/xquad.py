@@ -401,6 +401,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     suffix = f"-a{args.articles}" if args.articles else ""
+    if settings.index_backend != "faiss":  # each backend its own index (one is opened only by its writer)
+        suffix += f"-{settings.index_backend}"
     try:
         pipe, index, stats = build(settings, paragraph_documents(split), f"xquad-{args.split}{suffix}", bar)
         builds = [stats]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.answer_model import QUESTION_FEATURES, AnswerModel, Logistic, Thresholds, load, sigmoid
+from rag.answer_model import QUESTION_FEATURES, AnswerModel, Calibration, Logistic, Thresholds, load, sigmoid
 from rag.features import SENTENCE_FEATURES
 from rag.metrics import expected_calibration_error, reliability
 
@@ -34,6 +34,9 @@ def test_json_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     again = load(tmp_path / "m.json")
     assert again.thresholds == Thresholds(0.3, 0.6) and again.version == "x"
     assert again.confidence(np.array([0.0])) == pytest.approx(float(sigmoid(-1.0)))
+    calibrated = AnswerModel(lg, lg, calibration=Calibration(a=0.5, b=1.0))
+    calibrated.save(tmp_path / "c.json")
+    assert load(tmp_path / "c.json").confidence(np.array([0.0])) == pytest.approx(float(sigmoid(0.5 * -1.0 + 1.0)))
 
 
 def test_the_shipped_model_matches_the_features_and_records_its_data() -> None:

@@ -104,7 +104,7 @@ def dataset_dir(tmp_path: Path, corpus: Path) -> Path:
 def base_toml(tmp_path: Path) -> Path:
     """Top-level --config for in-process CLI runs: the hash embedder, an index under tmp_path."""
     path = tmp_path / "base.toml"
-    path.write_text(f'embedders = ["hash"]\nabstain_threshold = 0.2\nindex_root = "{tmp_path / "index"}"\n', "utf-8")
+    path.write_text(f'embedders = ["hash"]\nabstain_threshold = 0.0\nindex_root = "{tmp_path / "index"}"\n', "utf-8")
     return path
 
 
@@ -116,7 +116,7 @@ def fixed_commit(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def hash_settings(tmp_path: Path) -> Settings:
-    return Settings(embedders=("hash",), abstain_threshold=0.2, index_root=tmp_path / "index")
+    return Settings(embedders=("hash",), abstain_threshold=0.0, index_root=tmp_path / "index")
 
 
 def run_cli(*argv: str) -> int:
@@ -333,7 +333,9 @@ def test_load_configs(tmp_path: Path) -> None:
 def test_shipped_configs_load() -> None:
     configs = qa_eval.load_configs(sorted((ROOT / "eval" / "configs").glob("*.toml")), Settings())
     by_name = {c.name: c.settings for c in configs}
-    assert set(by_name) == {"default", "use-only", "e5-only", "no-lexical"}
+    assert set(by_name) == {"default", "use-only", "e5-only", "no-lexical", "milvus", "milvus-rrf", "milvus-weighted"}
+    assert by_name["milvus"].index_backend == "milvus" and by_name["milvus"].rerank
+    assert not by_name["milvus-weighted"].rerank and by_name["milvus-weighted"].milvus_ranker == "weighted"
     assert by_name["default"].embedders == ("use", "e5") and by_name["default"].lexical
     assert by_name["use-only"].embedders == ("use",) and not by_name["no-lexical"].lexical
 

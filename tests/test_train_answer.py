@@ -38,7 +38,26 @@ def test_thresholds_maximise_dev_abstention_f1_and_precision(train) -> None:  # 
     assert t.confident == t.abstain  # every answer above it cites correctly
 
 
+def test_abstain_threshold_refuses_at_most_a_tenth_of_answerable_questions(train) -> None:  # type: ignore[no-untyped-def]
+    # Ten answerable questions, two of them with low confidence; three unanswerable ones, all low.
+    rows = [_row(c, True) for c in (0.1, 0.2, 0.3)] + [_row(c, False) for c in (0.15, 0.25)]
+    rows += [_row(c, False) for c in (0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97)]
+    assert 0.3 < train.choose_thresholds(rows, max_wrong=1.0).abstain <= 0.6  # best F1: refuse all five
+    t = train.choose_thresholds(rows, max_wrong=0.1)  # one answerable question refused at most
+    assert 0.2 < t.abstain <= 0.25  # refuses 0.1, 0.15 (answerable) and 0.2; not 0.25 (answerable)
+
+
 def test_auc() -> None:
     from rag.metrics import roc_auc
 
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+
+
+def test_calibration_fits_the_dev_share_without_changing_the_order(train) -> None:  # type: ignore[no-untyped-def]
+    # The raw model says 0.2-0.4 for questions of which four in five are answerable: too low.
+    rows = [_row(c, u) for c, u in ((0.2, True), (0.25, False), (0.3, False), (0.35, False), (0.4, False))] * 4
+    rows += [_row(0.01, True, by_rule=True)]  # decided by the name rule: not the model's to calibrate
+    c = train.fit_calibration(rows)
+    new = [train.recalibrate(r["confidence"], c) for r in rows[:5]]
+    assert new == sorted(new) and 0.6 < sum(new) / 5 < 0.9  # same order, near the share answerable (0.8)
+    assert train.recalibrate(0.3, type(c)()) == pytest.approx(0.3)  # identity by default

@@ -24,7 +24,9 @@ from rag.verify import Need, carries, need, serials, signals
         ("大使叫什么名字？", "name"),
         ("Who opened the seminar?", "agent"),
         ("谁主持了会议？", "agent"),
-        ("Where was the seminar held?", "other"),
+        ("Where was the seminar held?", "place"),
+        ("研讨会在哪里举行？", "place"),
+        ("What did the seminar discuss?", "other"),
     ],
 )
 def test_need_reads_the_answer_type(question: str, kind: str) -> None:
@@ -33,7 +35,7 @@ def test_need_reads_the_answer_type(question: str, kind: str) -> None:
 
 def test_need_collects_numbers_future_and_serials() -> None:
     n = need("Where will the next Phase II seminar of 2019 be held?")
-    assert n == Need(kind="other", numbers=("2019",), future=True, serials=frozenset({("phase", 2)}))
+    assert n == Need(kind="place", numbers=("2019",), future=True, serials=frozenset({("phase", 2)}))
 
 
 def test_serials() -> None:
@@ -65,6 +67,11 @@ def test_serials() -> None:
         ("大使叫什么名字？", "大使发表了讲话。", False),  # names no one
         ("Who organised the seminar?", "ACME China organised the seminar.", True),  # an acronym names an agent
         ("Who organised the seminar?", "The seminar was very successful.", False),
+        ("Who suggested the crate?", "Thanks to @tiif for the suggestion!", True),  # a handle names someone
+        # places
+        ("Where is EuroRust held?", "2026-10-10 — EuroRust — Paris, France", True),
+        ("Where was the seminar held?", "The seminar was held last week.", False),
+        ("研讨会在哪里举行？", "研讨会在杭州举行。", True),
         # ordinals
         ("第几次举办该研讨会？", "这是第三次举办该研讨会。", True),
         ("第几次举办该研讨会？", "研讨会很成功。", False),
@@ -78,7 +85,7 @@ def test_carries_the_asked_kind(question: str, sentence: str, ok: bool) -> None:
 
 
 def test_untyped_questions_give_no_type_signal() -> None:
-    sig = signals(need("Where was the seminar held?"), "It was held in Hangzhou.", "It was held in Hangzhou.")
+    sig = signals(need("What did the seminar discuss?"), "It discussed integration.", "It discussed integration.")
     assert (sig.type_ok, sig.type_missing) == (0.0, 0.0)
 
 

@@ -1,0 +1,38 @@
+"""Question-concept features of the answer model (rag.features): coverage of the question's concepts and the
+most specific one a text leaves out, weighted by the language's word frequencies (and the archive's idf, 1
+here, and in the pipeline tests). Exact values, no index needed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from rag.features import Coverage, general_weight
+
+NO_ARCHIVE = SimpleNamespace(lexical=None)  # no passage index: every concept's archive idf is 1
+
+
+def test_general_weight_orders_words_by_specificity_in_the_language() -> None:
+    assert general_weight("the", "en") < general_weight("citi", "en") < general_weight("seminar", "en")
+    assert general_weight("seminar", "en") < general_weight("eurorust", "en") == 8.0
+    assert general_weight("的", "zh") < general_weight("城市", "zh") < general_weight("研讨会", "zh")
+    assert general_weight("hotel", "zh") == general_weight("hotel", "en")  # Latin words read as English
+
+
+def test_coverage_is_the_share_of_concepts_a_text_expresses() -> None:
+    coverage = Coverage(NO_ARCHIVE, "Where was the EuroRust conference held?")  # EuroRust, conference, held
+    assert coverage("EuroRust conference 2026-10-10, Paris, France", "en") == pytest.approx(2 / 3)
+    assert coverage("EuroRust conference was held in Paris.", "en") == 1.0
+    assert coverage("Nothing relevant here.", "en") == 0.0
+
+
+def test_missing_is_the_most_specific_concept_a_text_leaves_out() -> None:
+    coverage = Coverage(NO_ARCHIVE, "In which hotel was the seminar held?")
+    assert coverage.missing("The seminar was held in the Grand Hotel.", "en") == 0.0
+    assert coverage.missing("The seminar was held in Hangzhou.", "en") == pytest.approx(
+        general_weight("hotel", "en") / general_weight("seminar", "en")
+    )
+    assert coverage.missing("Nothing relevant here.", "en") == 1.0
+    # Across languages, through CC-CEDICT: the Chinese sentence that names a hotel (酒店) leaves out less.
+    assert coverage.missing("研讨会在杭州的一家酒店举行。", "zh") < coverage.missing("研讨会在杭州举行。", "zh")
