@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-milvus load browser
+.PHONY: run test lint bench bench-scale bench-milvus load browser
 
 run: $(VENV)/.installed
 	$(PY) app.py
@@ -17,6 +17,13 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) eval/bench_pipeline.py
+
+# Issue 11: 10k / 100k / 1M chunks (1M = the 100k index copied 10 times; dense vectors are random projections,
+# see eval/bench_scale.py). About an hour on 2 cores and ~25 GB in /tmp/bench-scale. BACKEND=milvus for another backend.
+BACKEND ?= faiss
+bench-scale: $(VENV)/.installed
+	nice $(PY) eval/bench_scale.py --sizes 10000,100000,1000000 --add-at 10000,100000 --tile-from 100000 \
+		--backend $(BACKEND) --out eval/out/bench-scale-$(BACKEND).json
 
 # The Milvus backend (Milvus Lite) against the FAISS folder on a generated archive (docs/scale.md, "Milvus").
 bench-milvus: $(VENV)/.installed

@@ -31,8 +31,16 @@ THEME = gr.themes.Default(
     primary_hue="blue",
     neutral_hue="slate",
     # System fonts only: the page must not fetch fonts (or anything else) from outside the intranet.
-    font=["system-ui", "-apple-system", "Segoe UI", "Noto Sans", "Noto Sans CJK SC", "PingFang SC",
-          "Microsoft YaHei", "sans-serif"],
+    font=[
+        "system-ui",
+        "-apple-system",
+        "Segoe UI",
+        "Noto Sans",
+        "Noto Sans CJK SC",
+        "PingFang SC",
+        "Microsoft YaHei",
+        "sans-serif",
+    ],
     font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
 )
 

@@ -87,13 +87,17 @@ def check(index: Any) -> str:
         return f"manifest documents {sorted(m.documents)} != documents.jsonl {sorted(index.documents)}"
     if any(m.documents[d] != doc.content_hash for d, doc in index.documents.items()):
         return "content hash of a document differs from the manifest"
-    if m.counts.get("chunks") != len(index.chunks) or m.counts.get("sentences") != len(index.sentences):
-        return f"counts {m.counts} != {len(index.chunks)} chunks, {len(index.sentences)} sentences"
-    for c in index.chunks:
+    # Rows of documents tombstoned in their segment (deleted or replaced since) are not part of the version.
+    live = range(len(index.chunks)) if index.live is None else [int(i) for i in index.live.nonzero()[0]]
+    n_sentences = len(index.sentences) if index.sentence_live is None else int(index.sentence_live.sum())
+    if m.counts.get("chunks") != len(live) or m.counts.get("sentences") != n_sentences:
+        return f"counts {m.counts} != {len(live)} chunks, {n_sentences} sentences"
+    for i in live:
+        c = index.chunks[i]
         if index.documents[c.doc_id].text[c.start : c.end] != c.text:
             return f"chunk {c.chunk_id} does not match its document"
     gens = {int(x) for d in index.documents.values() if d.doc_id == "changing" for x in _GEN.findall(d.text)}
-    rows = [i for i, c in enumerate(index.chunks) if c.doc_id == "changing"]
+    rows = [i for i in live if index.chunks[i].doc_id == "changing"]
     chunk_gens = {int(x) for i in rows for x in _GEN.findall(index.chunks[i].text)}
     if len(gens) != 1 or not chunk_gens <= gens:
         return f"generations: documents {sorted(gens)}, chunks {sorted(chunk_gens)}"

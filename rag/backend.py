@@ -11,6 +11,7 @@ lexical postings are kept and searched:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -34,13 +35,14 @@ class FolderStore:
     """The embedded backend: every file in the index folder (`rag.store`)."""
 
     name = "faiss"
+    incremental = True  # writes one segment of what changed (write_index with `base`), see docs/store.md
 
     def open(self, folder: Path, embedders: tuple[str, ...] | None, lexical: bool | None) -> Index:
         check_backend(folder, self.name)
         return open_index(folder, embedders, lexical)
 
-    def write(self, index: Index) -> None:
-        write_index(index)
+    def write(self, index: Index, base: Index | None = None, deleted: Iterable[str] = ()) -> None:
+        write_index(index, base, deleted)
 
 
 def store_for(settings: Settings) -> IndexStore:

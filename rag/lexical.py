@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from scipy import sparse
@@ -19,7 +20,7 @@ from scipy import sparse
 from rag import cedict
 from rag.lang import base, detect, to_simplified
 
-FORMAT = 1
+FORMAT = 2  # 1: one npz per field (read whole); 2: .npy arrays, memory-mapped
 LANGUAGES = ("en", "zh")
 
 EN_STOPWORDS = cedict.STOPWORDS | frozenset(
@@ -280,14 +281,21 @@ def translate_document(text: str, language: str, settings: Settings, tokens: Seq
 
 @dataclass(frozen=True)
 class _Field:
-    """One BM25 field over one language's passages: term counts (passages × vocabulary, by column)."""
+    """One BM25 field over one language's passages: term counts (passages × vocabulary, by column).
+
+    Saved as plain `.npy` arrays (CSC data/indices/indptr and passage lengths) that open memory-mapped: a
+    question reads only the postings of its terms.
+    """
 
     vocab: dict[str, int]
     tf: sparse.csc_matrix  # column-major: a query reads only its terms' postings
+    lengths: np.ndarray | None = None  # passage lengths in tokens (stored; else summed from `tf`)
 
     @cached_property
     def length(self) -> np.ndarray:
         """Passage lengths in tokens."""
+        if self.lengths is not None:
+            return self.lengths
         return np.asarray(self.tf.sum(axis=1), np.float64).ravel()
 
     @classmethod
@@ -301,34 +309,92 @@ class _Field:
         tf.sort_indices()
         return cls(vocab, tf)
 
-    def score(self, query: Sequence[Concept], settings: Settings) -> np.ndarray:
-        """BM25 per passage divided by the query's self-score, so 1 ≈ every concept matched once.
+    def postings(self, query: Sequence[Concept]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(passage row, concept position in `query`, summed count) for every passage a concept matches.
 
-        A concept's translations count as one term (Pirkola's structured query): their counts add up and
-        its document frequency is that of their union, so a word with many glosses does not dominate.
+        A concept's translations count as one term (Pirkola's structured query): their counts add up. Only the
+        postings of the query's terms are read.
         """
+        indptr, indices, data = self.tf.indptr, self.tf.indices, self.tf.data
+        rows, concept, vals = [], [], []
+        for qi, c in enumerate(query):
+            found = []
+            for t, w in c:
+                i = self.vocab.get(t)
+                if i is None:
+                    continue
+                lo, hi = int(indptr[i]), int(indptr[i + 1])  # the term's postings: a slice of the mapped arrays
+                if hi > lo:
+                    found.append((np.asarray(indices[lo:hi], np.int64), np.asarray(data[lo:hi], np.float32) * w))
+            if not found:
+                continue
+            r: np.ndarray
+            v: np.ndarray
+            if len(found) == 1:  # one term: its postings as they are
+                r, v = found[0]
+            else:  # a concept's terms in one passage add up (one sort over this concept's postings only)
+                r, where = np.unique(np.concatenate([x for x, _ in found]), return_inverse=True)
+                v = np.bincount(where, weights=np.concatenate([y for _, y in found]), minlength=len(r))
+            rows.append(r)
+            vals.append(np.asarray(v, np.float32))
+            concept.append(np.full(len(r), qi, np.int64))
+        if not rows:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, np.zeros(0, np.float32)
+        return np.concatenate(rows), np.concatenate(concept), np.concatenate(vals)
+
+    def score(self, query: Sequence[Concept], settings: Settings) -> np.ndarray:
+        """BM25 per passage divided by the query's self-score, so 1 ≈ every concept matched once."""
         n = self.tf.shape[0]
-        columns: dict[int, int] = {}  # vocabulary column → position among the query's terms
-        rows, cols, vals = [], [], []
-        matched = 0
-        for c in query:
-            if hits := [(self.vocab[t], w) for t, w in c if t in self.vocab]:
-                rows += [columns.setdefault(i, len(columns)) for i, _ in hits]
-                cols += [matched] * len(hits)
-                vals += [w for _, w in hits]
-                matched += 1
-        if not matched:
-            return np.zeros(n, np.float32)
-        expand = sparse.csr_matrix((vals, (rows, cols)), shape=(len(columns), matched), dtype=np.float32)
-        pseudo = (self.tf[:, list(columns)] @ expand).tocoo()  # passages × concepts
-        df = np.bincount(pseudo.col, minlength=matched)
-        idf = np.log1p((n - df + 0.5) / (df + 0.5))
-        length = self.length
-        norm = settings.k1 * (1 - settings.b + settings.b * length / max(float(length.mean()), 1e-9))
-        bm25 = idf[pseudo.col] * pseudo.data * (settings.k1 + 1) / (pseudo.data + norm[pseudo.row])
-        # Unmatched concepts count at the highest idf, so a pool that explains less of the query scores lower.
-        self_score = float(idf[df > 0].sum()) + (len(query) - matched) * float(np.log1p((n + 0.5) / 0.5))
-        return (np.bincount(pseudo.row, weights=bm25, minlength=n) / self_score).astype(np.float32)
+        return _bm25([(self, np.arange(n), None)], query, settings, n)
+
+
+def _bm25(
+    parts: Sequence[tuple[_Field, np.ndarray, np.ndarray | None]],
+    query: Sequence[Concept],
+    settings: Settings,
+    size: int,
+) -> np.ndarray:
+    """BM25 of `query` over several fields of one language read as one collection (segments of an index).
+
+    Each part is (field, global row of each of its passages, live mask of its passages or None). Document
+    frequencies, the passage count and the mean length are those of the live passages of all parts together,
+    so the scores equal those of one field built over the same live passages. Unmatched concepts count at the
+    highest idf (so a pool that explains less of the query scores lower): the self-score is the idf sum.
+    """
+    if not query:
+        return np.zeros(size, np.float32)
+    n, total_len = 0, 0.0
+    found = []
+    for f, rows, live in parts:
+        length = f.length
+        if live is None:
+            n += len(rows)
+            total_len += float(np.sum(length))
+        else:
+            n += int(live.sum())
+            total_len += float(np.sum(length[live]))
+        r, c, v = f.postings(query)
+        if live is not None and len(r):
+            keep = live[r]
+            r, c, v = r[keep], c[keep], v[keep]
+        if len(r):
+            found.append((f, rows, r, c, v))
+    if not found or n == 0:
+        return np.zeros(size, np.float32)
+    df = np.zeros(len(query), np.int64)
+    for *_, c, _v in found:
+        df += np.bincount(c, minlength=len(query))
+    idf = np.log1p((n - df + 0.5) / (df + 0.5))
+    avg = max(total_len / n, 1e-9)
+    out_rows, out_vals = [], []
+    for f, rows, r, c, v in found:
+        norm = settings.k1 * (1 - settings.b + settings.b * np.asarray(f.length[r], np.float64) / avg)
+        out_vals.append(idf[c] * v * (settings.k1 + 1) / (v + norm))
+        out_rows.append(rows[r])
+    self_score = float(idf.sum())
+    total = np.bincount(np.concatenate(out_rows), weights=np.concatenate(out_vals), minlength=size)
+    return (total / self_score).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -377,18 +443,7 @@ class LexicalIndex:
 
     def scores(self, query: str, language: str | None = None) -> np.ndarray:
         """Every row's score for `query` as one array (0 where nothing matches)."""
-        source = base(language or detect(query))
-        scores = np.zeros(len(self), np.float32)
-        for target in LANGUAGES:
-            rows = self._rows[target]
-            if not len(rows):
-                continue
-            s = self.native[target].score(concepts(query, target, self.settings), self.settings)
-            if target != source and self.translated:  # the source-language query against translated passages
-                extra = self.translated[target].score(concepts(query, source, self.settings), self.settings)
-                s = (s + self.settings.doc_weight * extra) / (1 + self.settings.doc_weight)
-            scores[rows] = s
-        return scores
+        return SegmentedLexical([(0, self, None)]).scores(query, language)
 
     def document_frequency(self, term: str, language: str) -> tuple[int, int]:
         """(passages of `language` holding the index term, passages of `language`)."""
@@ -400,7 +455,8 @@ class LexicalIndex:
         return df, field.tf.shape[0]
 
     def save(self, folder: Path) -> None:
-        """Write the index as plain files (manifest.json, one npz + vocabulary json per field), atomically."""
+        """Write the index as plain files, atomically: manifest.json, and per field its vocabulary (json) and
+        its CSC arrays and passage lengths as `.npy` (memory-mapped when read)."""
         folder = Path(folder)
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -416,32 +472,151 @@ class LexicalIndex:
             for lang, f in fields.items():
                 vocab = sorted(f.vocab, key=f.vocab.__getitem__)
                 (tmp / f"{kind}.{lang}.vocab.json").write_text(json.dumps(vocab, ensure_ascii=False) + "\n")
-                np.savez(
-                    tmp / f"{kind}.{lang}.npz",
-                    data=f.tf.data,
-                    indices=f.tf.indices,
-                    indptr=f.tf.indptr,
-                    shape=np.array(f.tf.shape, np.int64),
-                )
+                arrays = {
+                    "data": np.asarray(f.tf.data, np.float32),
+                    "indices": np.asarray(f.tf.indices, np.int32),
+                    # int32 while it fits, as scipy reads it (else it copies the array instead of mapping it)
+                    "indptr": np.asarray(f.tf.indptr, np.int32 if f.tf.nnz < 2**31 else np.int64),
+                    "length": np.asarray(f.length, np.float32),
+                    "shape": np.array(f.tf.shape, np.int64),
+                }
+                for name, arr in arrays.items():
+                    np.save(tmp / f"{kind}.{lang}.{name}.npy", arr)
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
 
     @classmethod
-    def load(cls, folder: Path) -> LexicalIndex:
-        """Read an index written by save()."""
+    def load(cls, folder: Path, mmap: bool = True) -> LexicalIndex:
+        """Read an index written by save() (format 2: memory-mapped arrays; format 1: npz, read whole)."""
         folder = Path(folder)
         manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest.get("format") != FORMAT or manifest.get("kind") != "lexical-bm25":
+        if manifest.get("format") not in (1, FORMAT) or manifest.get("kind") != "lexical-bm25":
             raise ValueError(f"{folder} is not a lexical index of format {FORMAT}")
+        mode: Literal["r"] | None = "r" if mmap else None
         fields: dict[str, dict[str, _Field]] = {"native": {}, "translated": {}}
         for kind, found in fields.items():
             for lang in LANGUAGES:
-                if not (folder / f"{kind}.{lang}.npz").exists():
+                stem_ = folder / f"{kind}.{lang}"
+                if not (folder / f"{kind}.{lang}.vocab.json").exists():
                     continue
                 vocab = json.loads((folder / f"{kind}.{lang}.vocab.json").read_text())
-                with np.load(folder / f"{kind}.{lang}.npz") as z:
-                    tf = sparse.csc_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-                found[lang] = _Field({t: i for i, t in enumerate(vocab)}, tf)
+                lengths = None
+                if manifest["format"] == 1:
+                    with np.load(f"{stem_}.npz") as z:
+                        arrays = (z["data"], z["indices"], z["indptr"])
+                        shape = tuple(int(x) for x in z["shape"])
+                else:
+                    arrays = tuple(
+                        np.load(f"{stem_}.{name}.npy", mmap_mode=mode) for name in ("data", "indices", "indptr")
+                    )
+                    shape = tuple(int(x) for x in np.load(f"{stem_}.shape.npy"))
+                    lengths = np.load(f"{stem_}.length.npy", mmap_mode=mode)
+                tf = sparse.csc_matrix(arrays, shape=shape, copy=False)
+                found[lang] = _Field({t: i for i, t in enumerate(vocab)}, tf, lengths)
         languages = tuple("en" if c == "e" else "zh" for c in manifest["languages"])
         return cls(languages, fields["native"], fields["translated"], Settings(**manifest["settings"]))
+
+    @classmethod
+    def concat(cls, parts: Sequence[tuple[LexicalIndex, np.ndarray | None]]) -> LexicalIndex:
+        """One index over the kept rows (mask, or None for all) of several, in order: counts are copied, not
+        re-analysed (merging segments). All parts must share settings."""
+        if not parts:
+            return cls.build([], [])
+        settings = parts[0][0].settings
+        languages: list[str] = []
+        for lex, keep in parts:
+            if lex.settings != settings:
+                raise ValueError("lexical indexes with different settings cannot be merged")
+            languages += [x for i, x in enumerate(lex.languages) if keep is None or keep[i]]
+        out: dict[str, dict[str, _Field]] = {"native": {}, "translated": {}}
+        for kind in ("native", "translated") if settings.doc_translate else ("native",):
+            for lang in LANGUAGES:
+                pieces = []
+                for lex, keep in parts:
+                    f = getattr(lex, kind).get(lang)
+                    rows = lex._rows[lang]
+                    if f is not None and len(rows):
+                        pieces.append((f, np.arange(len(rows)) if keep is None else np.flatnonzero(keep[rows])))
+                vocab = {t: i for i, t in enumerate(sorted({t for f, _ in pieces for t in f.vocab}))}
+                blocks = [sparse.csr_matrix((0, len(vocab)), dtype=np.float32)]
+                for f, sel in pieces:
+                    remap = np.array([vocab[t] for t in sorted(f.vocab, key=f.vocab.__getitem__)], np.int64)
+                    coo = sparse.csr_matrix(f.tf)[sel].tocoo()
+                    shape = (len(sel), len(vocab))
+                    blocks.append(
+                        sparse.csr_matrix((coo.data, (coo.row, remap[coo.col])), shape=shape, dtype=np.float32)
+                    )
+                tf = sparse.vstack(blocks).tocsc().astype(np.float32)
+                tf.sort_indices()
+                out[kind][lang] = _Field(vocab, tf)
+        return cls(tuple(languages), out["native"], out["translated"], settings)
+
+
+class SegmentedLexical:
+    """BM25 over several lexical indexes (the segments of an index) read as one, skipping deleted rows.
+
+    Each part is (first global row, LexicalIndex, live mask over its rows or None). Scores equal those of one
+    LexicalIndex built over the live passages, and a question reads only the postings of its terms.
+    """
+
+    def __init__(self, parts: Sequence[tuple[int, LexicalIndex, np.ndarray | None]]) -> None:
+        self.parts = list(parts)
+        self.size = max((o + len(lex) for o, lex, _ in self.parts), default=0)
+        self.settings = self.parts[0][1].settings if self.parts else Settings()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getattr__(self, name: str) -> Any:
+        """A single segment without deleted rows is its LexicalIndex (`native`, `translated`, … for code that
+        reads the fields, such as rag.sparse); several segments have no such fields."""
+        parts = self.__dict__.get("parts", ())
+        if len(parts) == 1 and parts[0][0] == 0 and parts[0][2] is None and not name.startswith("__"):
+            return getattr(parts[0][1], name)
+        raise AttributeError(f"{type(self).__name__} of {len(parts)} segments has no attribute {name!r}")
+
+    @cached_property
+    def languages(self) -> tuple[str, ...]:
+        out = ["en"] * self.size
+        for o, lex, _ in self.parts:
+            out[o : o + len(lex)] = lex.languages
+        return tuple(out)
+
+    def _field_parts(self, kind: str, lang: str) -> list[tuple[_Field, np.ndarray, np.ndarray | None]]:
+        out = []
+        for o, lex, live in self.parts:
+            f = getattr(lex, kind).get(lang)
+            rows = lex._rows[lang]
+            if f is None or not len(rows):
+                continue
+            out.append((f, rows + o, None if live is None else live[rows]))
+        return out
+
+    def scores(self, query: str, language: str | None = None) -> np.ndarray:
+        """Every row's score for `query` as one array (0 where nothing matches or the row is deleted)."""
+        source = base(language or detect(query))
+        scores = np.zeros(self.size, np.float32)
+        for target in LANGUAGES:
+            native = self._field_parts("native", target)
+            if not native:
+                continue
+            s = _bm25(native, concepts(query, target, self.settings), self.settings, self.size)
+            translated = self._field_parts("translated", target)
+            if target != source and translated:  # the source-language query against translated passages
+                extra = _bm25(translated, concepts(query, source, self.settings), self.settings, self.size)
+                s = (s + self.settings.doc_weight * extra) / (1 + self.settings.doc_weight)
+            scores += s
+        return scores
+
+    def search(self, query: str, k: int = 50, language: str | None = None) -> list[tuple[int, float]]:
+        """Top-k (row, score), best first."""
+        return LexicalIndex.search(self, query, k, language)  # type: ignore[arg-type]
+
+    def document_frequency(self, term: str, language: str) -> tuple[int, int]:
+        """(passages of `language` holding the index term, passages of `language`), over all segments."""
+        df = n = 0
+        for _o, lex, _live in self.parts:
+            a, b = lex.document_frequency(term, language)
+            df, n = df + a, n + b
+        return df, n

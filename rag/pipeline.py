@@ -38,6 +38,7 @@ from rag.store import (
     clean_stale,
     current_version,
     list_indexes,
+    merge_segments,
     recover_legacy_swap,
     stored_documents,
     write_lock,
@@ -172,6 +173,7 @@ class Pipeline:
         self._query_vectors("warm up", "en")  # every model, and the thread that runs them side by side
         if index.lexical is not None:
             index.lexical.search("warm up 预热", k=1)
+        self.search("warm up")  # the search structures (HNSW graphs are read at the first search)
         unknown_names("Warm up 预热北京", index.corpus)  # jieba's part-of-speech tagger loads in about a second
         lang.to_traditional("预热")  # OpenCC's dictionaries
         from wordfreq import zipf_frequency
@@ -326,7 +328,7 @@ class Pipeline:
             changed = any(f.status in ("added", "updated") for f in outcomes) or removed or rebuild
             if old is not None and old.manifest.chunker != chunker.as_dict():
                 changed = True
-            n_chunks, embedded, written = (len(old.chunks) if old else 0), 0, False
+            n_chunks, embedded, written = _n_live(old), 0, False
             if changed and merged:
                 n_chunks, embedded, dropped = self._write(merged, old, progress)
                 written = True
@@ -400,6 +402,12 @@ class Pipeline:
         chunker = ChunkSettings(size=s.chunk_size, overlap=s.chunk_overlap)
         if old is not None and old.manifest.chunker != chunker.as_dict():
             old = None  # chunks cut differently: nothing can be reused
+        # A segmented folder index: write only what changed (a backend that keeps vectors elsewhere rewrites)
+        base = old if old is not None and old.parts and getattr(self.store, "incremental", False) else None
+        all_docs = dict(docs)
+        if base is not None:
+            # new or changed documents, and moved ones (their new path; their rows are copied, not re-embedded)
+            docs = {d: doc for d, doc in docs.items() if not _same(base, doc) or _moved(base.documents[d], doc)}
         chunks: list[Chunk] = []
         sentences: list[tuple[str, int, int]] = []
         reuse_chunk_rows: list[int | None] = []
@@ -420,8 +428,8 @@ class Pipeline:
                     dropped[doc_id] = f"cannot chunk: {type(exc).__name__}: {exc}"
                     log.warning("%s: %s", doc.path or doc_id, dropped[doc_id])
                     progress("chunk", done, len(todo))
-                    if old is None or doc_id not in old.documents:
-                        del docs[doc_id]
+                    if old is None or base is not None or doc_id not in old.documents:
+                        del docs[doc_id]  # (segmented: the indexed version stays in its segment)
                         continue
                     docs[doc_id] = old.documents[doc_id]  # an update that fails keeps the indexed version
                     dropped[doc_id] += "; the indexed version is kept"
@@ -468,31 +476,40 @@ class Pipeline:
             progress("lexical index", 0, 1)
             lexical = LexicalIndex.build([c.text for c in chunks], [lang.base(c.language) for c in chunks])
             progress("lexical index", 1, 1)
+        if base is not None:
+            for doc_id in dropped:  # an update that could not be chunked keeps the indexed version
+                if doc_id in base.documents:
+                    all_docs[doc_id] = base.documents[doc_id]
+                else:
+                    all_docs.pop(doc_id, None)
+            docs = {d: doc for d, doc in docs.items() if d not in dropped}
+        else:
+            all_docs = docs
+        deleted = set(base.documents) - {d for d in all_docs if d not in docs} if base is not None else set()
+        n_chunks, n_sentences = len(chunks), len(sentences)
+        if base is not None:  # plus the rows the new version keeps from its older segments
+            kept_chunks, kept_sentences = _rows_by_doc(base)
+            n_chunks += sum(len(rows) for d, rows in kept_chunks.items() if d not in deleted)
+            n_sentences += sum(len(rows) for d, rows in kept_sentences.items() if d not in deleted)
         manifest = Manifest(
             embedders=tuple(self.embedders),
             dims={name: int(v.shape[1]) for name, v in vectors.items()},
             lexical=s.lexical,
             chunker=chunker.as_dict(),
-            documents={d: docs[d].content_hash for d in sorted(docs)},
+            documents={d: all_docs[d].content_hash for d in sorted(all_docs)},
             created=datetime.now(UTC).isoformat(timespec="seconds"),
-            counts={"documents": len(docs), "chunks": len(chunks), "sentences": len(sentences)},
+            counts={"documents": len(all_docs), "chunks": n_chunks, "sentences": n_sentences},
             answer_model=self.answer_settings().model.record(),
+            merge={"max_segments": s.max_segments, "max_chunks": s.merge_max_chunks},
         )
-        self.store.write(
-            Index(
-                s.index_dir,
-                manifest,
-                docs,
-                chunks,
-                vectors,
-                sentences,
-                sentence_vectors,
-                lexical,
-                None,  # sentences are scored by the answer model's features, not a BM25 of their own
-            )
-        )
+        index = Index(s.index_dir, manifest, docs, chunks, vectors, sentences, sentence_vectors, lexical, None)
+        if base is not None:  # the folder backend: one new segment, tombstones, then the merge policy
+            self.store.write(index, base, deleted)  # type: ignore[call-arg]
+            merge_segments(s.index_dir, tuple(self.embedders), s.lexical, s.max_segments, s.merge_max_chunks)
+        else:
+            self.store.write(index)
         embcache.clear(s.index_dir)  # the index now holds every vector the checkpoints held
-        return len(chunks), embedded, dropped
+        return n_chunks, embedded, dropped
 
     @staticmethod
     def _embed(
@@ -693,13 +710,28 @@ class Pipeline:
         )
 
 
+def _n_live(index: Index | None) -> int:
+    if index is None:
+        return 0
+    return len(index.chunks) if index.live is None else int(index.live.sum())
+
+
+def _live_rows(index: Index) -> Iterator[int]:
+    """Chunk rows of documents the index holds (not those tombstoned in a segment)."""
+    live = index.live
+    return iter(range(len(index.chunks))) if live is None else (int(i) for i in np.flatnonzero(live))
+
+
 def _rows_by_doc(index: Index) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Document → its live chunk rows and its live sentence rows."""
     chunks: dict[str, list[int]] = {}
-    for i, c in enumerate(index.chunks):
-        chunks.setdefault(c.doc_id, []).append(i)
+    for i in _live_rows(index):
+        chunks.setdefault(index.chunks[i].doc_id, []).append(i)
     sentences: dict[str, list[int]] = {}
+    slive = index.sentence_live
     for i, (d, _a, _b) in enumerate(index.sentences):
-        sentences.setdefault(d, []).append(i)
+        if slive is None or slive[i]:
+            sentences.setdefault(d, []).append(i)
     return chunks, sentences
 
 

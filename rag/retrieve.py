@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rag import segments
 from rag.lang import base, detect
 from rag.store import Index
 from rag.types import Hit
@@ -92,7 +93,7 @@ def allowed_rows(index: Index, filters: Filters) -> np.ndarray | None:
             [_doc_passes(index.documents[d].meta, index.documents[d].language, d, filters) for d in st.doc_ids],
             dtype=bool,
         )
-        mask = ok[st.chunk_doc] if len(ok) else np.zeros(st.n, bool)
+        mask = np.append(ok, False)[st.chunk_doc]  # (-1: a row of a tombstoned document, never allowed)
     if filters.section:
         section = filters.section.lower()
         ok_sections = np.array([section in name for name in st.sections], dtype=bool)
@@ -133,14 +134,16 @@ def search(
     if n == 0:
         return []
     mask = allowed_rows(index, filters)
+    if index.live is not None:  # rows of deleted or replaced documents, still in their segments
+        mask = index.live if mask is None else mask & index.live
     if mask is not None and not mask.any():
         return []
     language = base(prefer_language or detect(query))
     st = search_state(index)
     active = [ch for ch in query_vectors if fusion.weight(ch) or fusion.weight(ch, cross=True)]
     candidates: set[int] = set()
-    for ch in active:  # each dense channel's own top candidates, from FAISS (exact below FLAT_MAX chunks)
-        candidates.update(st.dense(index, ch).top(query_vectors[ch], fusion.candidates, mask, st))
+    for ch in active:  # each dense channel's own top candidates (exact in flat segments, HNSW in big ones)
+        candidates.update(dense_top(index, ch, query_vectors[ch], fusion.candidates, mask))
     lex: np.ndarray | None = None
     if index.lexical is not None and (fusion.weight("bm25") or fusion.weight("bm25", cross=True)):
         lex = index.lexical.scores(query, language=language)
@@ -181,6 +184,27 @@ def search(
         for i in order
     ]
     return _fold(index, hits, rows[order], fusion.fold_threshold, prefer_language)[:k]
+
+
+def dense_top(index: Index, channel: str, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[int]:
+    """Rows of the k chunks nearest `q` in one dense channel among those `mask` allows: each segment's own
+    k best (exact or HNSW, see `rag.segments`), then the k best of those."""
+    if not index.parts:  # an index of format 3: one FAISS structure over all rows
+        return search_state(index).dense(index, channel).top(q, k, mask, search_state(index))
+    rows, scores = [], []
+    for p in index.parts:
+        n = len(p.segment.chunks)
+        sub = None if mask is None else mask[p.chunk_offset : p.chunk_offset + n]
+        if sub is not None and not sub.any():
+            continue
+        r, sc = p.segment.top(channel, q, k, sub)
+        rows.append(r + p.chunk_offset)
+        scores.append(sc)
+    if not rows:
+        return []
+    all_rows, all_scores = np.concatenate(rows), np.concatenate(scores)
+    order = np.argsort(-all_scores, kind="stable")[:k]
+    return [int(r) for r in all_rows[order]]
 
 
 def _top(scores: np.ndarray, mask: np.ndarray | None, k: int) -> list[int]:
@@ -288,11 +312,14 @@ def _fold(index: Index, hits: Sequence[Hit], rows: np.ndarray, threshold: float,
 
 # ---------------------------------------------------------------- search structures, built once per opened index
 
-FLAT_MAX = 50_000  # chunks up to which a dense channel is searched exactly (FAISS flat); above, HNSW
-EXACT_POOL = 5_000  # above FLAT_MAX, a filtered pool this small is still searched exactly (by brute force)
-HNSW_M = 32  # graph degree
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128  # candidates explored per question (at least the number asked for)
+# Chosen per segment in rag.segments (the same values serve indexes of format 3, searched as one piece).
+FLAT_MAX, EXACT_POOL, HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = (
+    segments.FLAT_MAX,
+    segments.EXACT_POOL,
+    segments.HNSW_M,
+    segments.HNSW_EF_CONSTRUCTION,
+    segments.HNSW_EF_SEARCH,
+)
 
 
 def row_map(index: Index) -> dict[str, int]:
@@ -301,7 +328,19 @@ def row_map(index: Index) -> dict[str, int]:
 
 
 def search_info(index: Index) -> dict[str, str]:
-    """The dense search each channel uses on this index ("flat" or "hnsw M=… efSearch=…"), building it."""
+    """The dense search each channel uses on this index ("flat" or "hnsw M=… efSearch=…"), building it; for a
+    segmented index, per segment ("flat×3 + hnsw M=32 efSearch=128×1")."""
+    if index.parts:
+        kinds: dict[str, int] = {}
+        for p in index.parts:
+            kind = p.segment.dense
+            kinds[kind] = kinds.get(kind, 0) + 1
+        hnsw = f"hnsw M={HNSW_M} efSearch={HNSW_EF_SEARCH}"
+        names = {k: hnsw if k == "hnsw" else k for k in kinds}
+        if len(index.parts) == 1:
+            return {ch: names[next(iter(kinds))] for ch in index.vectors}
+        text = " + ".join(f"{names[k]}×{n}" for k, n in sorted(kinds.items()))
+        return {ch: text for ch in index.vectors}
     st = search_state(index)
     return {ch: st.dense(index, ch).describe() for ch in index.vectors}
 
@@ -338,6 +377,8 @@ class SearchState:
 
     @classmethod
     def of(cls, index: Index) -> SearchState:
+        if index.parts:
+            return cls._of_segments(index)
         doc_ids = sorted(index.documents)
         doc_pos = {d: i for i, d in enumerate(doc_ids)}
         section_pos: dict[str, int] = {}
@@ -346,12 +387,49 @@ class SearchState:
         )
         return cls(
             n=len(index.chunks),
-            row_of={c.chunk_id: i for i, c in enumerate(index.chunks)},
+            row_of=(
+                {c.chunk_id: i for i, c in enumerate(index.chunks)}
+                if index.live is None
+                else {index.chunks[i].chunk_id: int(i) for i in np.flatnonzero(index.live)}
+            ),
             chunk_language=np.array([base(c.language) for c in index.chunks], dtype="<U8"),
             doc_ids=doc_ids,
             chunk_doc=np.array([doc_pos.get(c.doc_id, -1) for c in index.chunks], dtype=np.int64),
             sections=list(section_pos),
             chunk_section=chunk_section,
+        )
+
+    @classmethod
+    def _of_segments(cls, index: Index) -> SearchState:
+        """The same arrays joined from each segment's own (computed once per segment, not per version)."""
+        doc_ids = sorted(index.documents)
+        doc_pos = {d: i for i, d in enumerate(doc_ids)}
+        section_pos: dict[str, int] = {}
+        languages, chunk_doc, chunk_section = [], [], []
+        row_of: dict[str, int] = {}
+        for p in index.parts:
+            codes = p.segment.chunk_codes()
+            # documents tombstoned in this segment map to -1 (their rows are not live: never searched)
+            local_docs = np.array([-1 if d in p.deleted else doc_pos.get(d, -1) for d in codes.doc_ids], np.int64)
+            local_sections = np.array([section_pos.setdefault(x, len(section_pos)) for x in codes.sections], np.int64)
+            languages.append(codes.language)
+            chunk_doc.append(local_docs[codes.chunk_doc] if len(codes.chunk_doc) else codes.chunk_doc)
+            chunk_section.append(
+                local_sections[codes.chunk_section] if len(codes.chunk_section) else codes.chunk_section
+            )
+            off = p.chunk_offset
+            if p.live is None:
+                row_of.update(zip(codes.chunk_ids, range(off, off + len(codes.chunk_ids)), strict=True))
+            else:
+                row_of.update((codes.chunk_ids[i], off + int(i)) for i in np.flatnonzero(p.live))
+        return cls(
+            n=len(index.chunks),
+            row_of=row_of,
+            chunk_language=np.concatenate(languages) if languages else np.zeros(0, "<U8"),
+            doc_ids=doc_ids,
+            chunk_doc=np.concatenate(chunk_doc) if chunk_doc else np.zeros(0, np.int64),
+            sections=list(section_pos),
+            chunk_section=np.concatenate(chunk_section) if chunk_section else np.zeros(0, np.int64),
         )
 
     def language_mask(self, language: str) -> np.ndarray:

@@ -49,6 +49,16 @@ class Corpus:
             langs.add("zh" if language.startswith("zh") else "en")
         return cls("\n".join(parts), frozenset(langs))
 
+    @classmethod
+    def joined(cls, texts: Iterable[str], languages: Iterable[str], words: Iterable[str]) -> Corpus:
+        """From texts already lowercased in Simplified script and their Latin words (`latin_words`), kept per
+        document by the index so that a new index version does not scan the whole archive again."""
+        corpus = cls.__new__(cls)
+        object.__setattr__(corpus, "text", "\n".join(texts))
+        object.__setattr__(corpus, "languages", frozenset("zh" if x.startswith("zh") else "en" for x in languages))
+        object.__setattr__(corpus, "words", tuple(sorted(set(words))))
+        return corpus
+
     def mentions(self, term: str) -> bool:
         term = to_simplified(term).lower().strip()
         if not term:
@@ -65,6 +75,11 @@ class Corpus:
         """True when a word of the text starts with `prefix` (or, with `whole`, is it)."""
         i = bisect.bisect_left(self.words, prefix)
         return i < len(self.words) and (self.words[i] == prefix if whole else self.words[i].startswith(prefix))
+
+
+def latin_words(text: str) -> list[str]:
+    """The Latin-script words `Corpus.words` holds, of a text already lowercased."""
+    return _LATIN_WORD.findall(text)
 
 
 def english_names(question: str) -> list[str]:

@@ -39,6 +39,10 @@ class Settings:
     k: int = 5
     candidates: int = 40  # per channel, before fusion
     rerank: bool = True
+    # Segments (rag/segments.py): after a write leaves more than `max_segments`, the smallest are merged into one
+    # of at most `merge_max_chunks` chunks (segments above that size are kept as they are).
+    max_segments: int = 8
+    merge_max_chunks: int = 50_000
     answer_model: str = ""  # the answer model's JSON file; "" = the one shipped in the package
     abstain_threshold: float = -1.0  # abstain below this confidence; < 0 = the model's own, chosen on dev
     confident_threshold: float = -1.0  # below this, answers are "closest passages"; < 0 = the model's own

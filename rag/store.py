@@ -5,12 +5,13 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,10 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from rag import segments as seglib
 from rag.scope import Corpus
+from rag.segments import SEGMENTS, Segment
 from rag.types import Chunk, Document, Meta, Section
 
-FORMAT_VERSION = 3  # 2: sentence-level BM25 (lexical-sentences/); 3: pinyin of Chinese names in BM25
+FORMAT_VERSION = 4  # 2: sentence-level BM25; 3: pinyin of Chinese names in BM25; 4: segments
+READABLE_FORMATS = (3, 4)  # 3 opens as it is; the next write turns it into one segment (nothing re-embedded)
 MANIFEST = "manifest.json"
 VERSIONS = "versions"
 TMP_PREFIX = ".tmp-"
@@ -57,6 +61,13 @@ def stored_documents(folder: Path) -> list[Document]:
     version = pointer.get("version")
     files = folder / VERSIONS / str(version) if version else folder
     try:
+        if pointer.get("segments") is not None:
+            out = []
+            for entry in pointer["segments"]:
+                deleted = set(entry.get("deleted", ()))
+                docs = _read_jsonl(folder / SEGMENTS / entry["name"] / "documents.jsonl")
+                out += [_doc_from_json(j) for j in docs if j["doc_id"] not in deleted]
+            return out
         return [_doc_from_json(j) for j in _read_jsonl(files / "documents.jsonl")]
     except FileNotFoundError:
         return []
@@ -77,11 +88,17 @@ class Manifest:
     created: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     answer_model: dict[str, Any] = field(default_factory=dict)  # the answer model the index was built beside
+    # Format 4: the segments of this version, in row order: {name, documents, chunks, sentences, dense ("flat" |
+    # "hnsw"), deleted: [doc_ids tombstoned in it]}; and what chose each segment's dense index type.
+    segments: tuple[dict[str, Any], ...] = ()
+    search: dict[str, Any] = field(default_factory=dict)
+    merge: dict[str, Any] = field(default_factory=dict)  # the merge policy the writer applied
     backend: dict[str, Any] = field(default_factory=dict)  # where the vectors live; {} = files here (rag/backend.py)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["embedders"] = list(self.embedders)
+        d["segments"] = [dict(e) for e in self.segments]
         return d
 
     @classmethod
@@ -96,8 +113,18 @@ class Manifest:
             created=d.get("created", ""),
             counts=dict(d.get("counts", {})),
             answer_model=dict(d.get("answer_model", {})),
+            segments=tuple(dict(e) for e in d.get("segments", ())),
+            search=dict(d.get("search", {})),
+            merge=dict(d.get("merge", {})),
             backend=dict(d.get("backend", {})),
         )
+
+    def dense_types(self) -> dict[str, int]:
+        """How many segments each dense index type serves ({"flat": 3, "hnsw": 1})."""
+        out: dict[str, int] = {}
+        for e in self.segments:
+            out[e.get("dense", "flat")] = out.get(e.get("dense", "flat"), 0) + 1
+        return out
 
 
 @dataclass
@@ -113,22 +140,29 @@ class Index:
     sentence_vectors: dict[str, np.ndarray]  # channel -> (n_sentences, dim)
     lexical: Any = None  # rag.lexical.LexicalIndex over chunks | None
     sentence_lexical: Any = None  # rag.lexical.LexicalIndex over sentences | None
-    faiss: dict[str, Any] = field(default_factory=dict)
+    faiss: dict[str, Any] = field(default_factory=dict)  # format 3: the flat FAISS index read per channel
     chunk_sentences: list[list[int]] = field(default_factory=list)  # chunk row -> sentence rows
     version: str = ""  # the version folder it was read from ("" for the layout before versions)
+    # A segmented index (format 4): its segments in row order, and which rows are live (None: all). Rows of
+    # documents deleted or replaced since their segment was written stay in the arrays, masked out.
+    parts: list[Part] = field(default_factory=list)
+    live: np.ndarray | None = None  # chunk rows
+    sentence_live: np.ndarray | None = None  # sentence rows
 
     def __post_init__(self) -> None:
-        if not self.faiss:
-            self.faiss = {name: _flat_index(v) for name, v in self.vectors.items()}
         if not self.chunk_sentences:
             self.chunk_sentences = _map_chunk_sentences(self.chunks, self.sentences)
 
     @cached_property
-    def doc_sentence_rows(self) -> dict[str, list[int]]:
-        """Document id → its sentence rows, in text order."""
+    def doc_sentence_rows(self) -> Mapping[str, list[int]]:
+        """Document id → its (live) sentence rows, in text order."""
+        if self.parts:  # from each segment's own map, computed once per segment
+            return _DocRows(self.parts)
         out: dict[str, list[int]] = {}
+        live = self.sentence_live
         for row, (doc_id, _s, _e) in enumerate(self.sentences):
-            out.setdefault(doc_id, []).append(row)
+            if live is None or live[row]:
+                out.setdefault(doc_id, []).append(row)
         return out
 
     @cached_property
@@ -142,7 +176,130 @@ class Index:
     @cached_property
     def corpus(self) -> Corpus:
         """All documents' text, for checking whether a question names something the newsletters mention."""
+        if self.parts:  # each segment's documents are prepared once per process, not per index version
+            texts: list[str] = []
+            words: set[str] = set()
+            for p in self.parts:
+                for d, (text, latin) in p.segment.corpus_parts().items():
+                    if d not in p.deleted:
+                        texts.append(text)
+                        words |= latin
+            return Corpus.joined(texts, (d.language for d in self.documents.values()), words)
         return Corpus.of((d.text, d.language) for d in self.documents.values())
+
+
+@dataclass(frozen=True)
+class Part:
+    """One segment of an opened index: where its rows start, and which of them are live (None: all)."""
+
+    segment: Segment
+    chunk_offset: int
+    sentence_offset: int
+    deleted: frozenset[str] = frozenset()
+    live: np.ndarray | None = None
+    sentence_live: np.ndarray | None = None
+
+
+class _DocRows(Mapping[str, list[int]]):
+    """Document → its sentence rows in a segmented index: the segment that holds it live, shifted."""
+
+    def __init__(self, parts: list[Part]) -> None:
+        self.parts = parts
+        self.where = {d: p for p in parts for d in p.segment.documents if d not in p.deleted}
+
+    def __getitem__(self, doc_id: str) -> list[int]:
+        p = self.where[doc_id]
+        rows = p.segment.derived("doc_sentences", lambda seg: seg.doc_rows()[1])
+        return [p.sentence_offset + r for r in rows.get(doc_id, [])]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.where)
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+
+class OffsetLists:
+    """Per-segment chunk → sentence-row lists read as one list over the whole index (rows shifted)."""
+
+    def __init__(self, parts: list[Part]) -> None:
+        self.parts = parts
+        self.starts = [p.chunk_offset for p in parts]
+        self.n = sum(len(p.segment.chunks) for p in parts)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, row: int) -> list[int]:
+        row = int(row)
+        if not 0 <= row < self.n:
+            raise IndexError(row)
+        p = self.parts[bisect.bisect_right(self.starts, row) - 1]
+        return [p.sentence_offset + s for s in p.segment.chunk_sentences[row - p.chunk_offset]]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for p in self.parts:
+            for rows in p.segment.chunk_sentences:
+                yield [p.sentence_offset + s for s in rows]
+
+
+def assemble(folder: Path, manifest: Manifest, pieces: list[tuple[Segment, frozenset[str]]], version: str) -> Index:
+    """One Index over segments (each with its tombstoned documents): lists are joined, arrays stacked
+    without copying, BM25 read across segments."""
+    from rag.lexical import SegmentedLexical
+
+    documents: dict[str, Document] = {}
+    chunks: list[Chunk] = []
+    sentences: list[tuple[str, int, int]] = []
+    parts: list[Part] = []
+    for seg, deleted in pieces:
+        live = slive = None
+        if deleted:
+            live = np.fromiter((c.doc_id not in deleted for c in seg.chunks), bool, len(seg.chunks))
+            slive = np.fromiter((d not in deleted for d, _a, _b in seg.sentences), bool, len(seg.sentences))
+        parts.append(Part(seg, len(chunks), len(sentences), deleted, live, slive))
+        documents.update((d, doc) for d, doc in seg.documents.items() if d not in deleted)
+        chunks += seg.chunks
+        sentences += seg.sentences
+    dims = manifest.dims
+    # (a backend that keeps vectors elsewhere opens segments without them: rag/backend.py)
+    channels = [ch for ch in manifest.embedders if all(ch in p.segment.vectors for p in parts)]
+    vectors = {ch: seglib.stack([p.segment.vectors[ch] for p in parts], dims[ch]) for ch in channels}
+    sentence_vectors = {ch: seglib.stack([p.segment.sentence_vectors[ch] for p in parts], dims[ch]) for ch in channels}
+    lexical = None
+    if manifest.lexical:
+        lexical = SegmentedLexical([(p.chunk_offset, p.segment.lexical, p.live) for p in parts])
+    any_deleted = any(p.deleted for p in parts)
+    live = (
+        np.concatenate([np.ones(len(p.segment.chunks), bool) if p.live is None else p.live for p in parts])
+        if any_deleted and parts
+        else None
+    )
+    slive = (
+        np.concatenate(
+            [np.ones(len(p.segment.sentences), bool) if p.sentence_live is None else p.sentence_live for p in parts]
+        )
+        if any_deleted and parts
+        else None
+    )
+    index = Index(
+        folder,
+        manifest,
+        documents,
+        chunks,
+        vectors,
+        sentences,
+        sentence_vectors,
+        lexical,
+        None,
+        {},
+        OffsetLists(parts),  # type: ignore[arg-type]
+        version,
+        parts,
+        live,
+        slive,
+    )
+    return index
 
 
 def _flat_index(vectors: np.ndarray) -> Any:
@@ -178,48 +335,183 @@ def safe_name(channel: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", channel).strip("_") or "channel"
 
 
-def write_index(index: Index) -> None:
-    """Write `index` as a new version of `index.folder` and point its manifest at it. Hold `write_lock`.
+def write_index(index: Index, base: Index | None = None, deleted: Iterable[str] = ()) -> None:
+    """Write a new version of `index.folder` and point its manifest at it. Hold `write_lock`.
 
-    Layout: `<folder>/versions/<version>/` holds the files of one version (never changed once named);
+    Without `base` (a first build, a rebuild, an index of an older format), `index` becomes the one segment of
+    the new version. With `base` (the current version, opened), the new version lists `base`'s segments with
+    the documents in `deleted` tombstoned, plus `index` as a new segment when it holds any document: only the
+    new newsletters are written. `index.manifest` describes the whole new version (all its documents).
+
+    Layout (docs/store.md): `<folder>/segments/<segment>/` holds the files of one segment and
+    `<folder>/versions/<version>/manifest.json` lists a version's segments; neither changes once named.
     `<folder>/manifest.json` names the current version and is replaced atomically (rename), so a reader sees
-    either the old version or the new one, whole. A build killed half-way leaves a `versions/.tmp-*` folder,
-    removed by the next write; old versions are deleted once no reader holds them (see `open_index`).
+    either the old version or the new one, whole. A write killed half-way leaves `.tmp-*` folders, removed by
+    the next write; old versions are deleted once no reader holds them, and segments once no version lists them.
     """
-    import faiss
-
     folder = index.folder
     versions = folder / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
+    (folder / SEGMENTS).mkdir(exist_ok=True)
     current = _read_pointer(folder)
     clean_stale(folder)
+    seq = _version_seq(current.get("version", "")) + 1 if current else 1
+    entries = _kept_segments(base, set(deleted)) if base is not None else []
+    if index.documents or not entries:
+        entries.append(_write_segment(folder, index, f"s{seq:06d}-{uuid.uuid4().hex[:8]}"))
+    _write_version(folder, index.manifest, entries, seq)
+
+
+def _kept_segments(base: Index, deleted: set[str]) -> list[dict[str, Any]]:
+    """`base`'s segment entries with `deleted` tombstoned; segments left with no live document are dropped."""
+    if not base.parts:
+        raise ValueError("only a segmented index can be written incrementally")
+    by_name = {e["name"]: e for e in base.manifest.segments}
+    out = []
+    for part in base.parts:
+        seg = part.segment
+        dead = set(part.deleted) | (deleted & set(seg.documents))
+        if len(dead) >= len(seg.documents):
+            continue
+        out.append({**by_name[seg.name], "deleted": sorted(dead)})
+    return out
+
+
+def _write_segment(folder: Path, index: Index, name: str) -> dict[str, Any]:
+    """Write `index`'s documents as segment `name`: into `segments/.tmp-*`, renamed when complete."""
+    segments = folder / SEGMENTS
+    tmp = segments / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        seg = Segment(
+            name,
+            index.documents,
+            list(index.chunks),
+            list(index.sentences),
+            index.vectors,
+            index.sentence_vectors,
+            index.lexical,
+        )
+        entry = seglib.write_segment(tmp, seg, safe_name, _write_jsonl, _doc_to_json, _chunk_to_json)
+        _fsync_dir(tmp)
+        os.rename(tmp, segments / name)
+        _fsync_dir(segments)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return entry
+
+
+def _write_version(folder: Path, manifest: Manifest, entries: list[dict[str, Any]], seq: int) -> None:
+    """Name a version listing `entries` and make it current (the one atomic switch), then clean up."""
+    versions = folder / VERSIONS
+    name = f"v{seq:06d}-{uuid.uuid4().hex[:8]}"
+    live_docs = sum(e["documents"] - len(e["deleted"]) for e in entries)
+    data = {
+        **manifest.to_json(),
+        "format_version": FORMAT_VERSION,
+        "segments": entries,
+        "search": seglib.search_settings(),
+        "version": name,
+    }
+    data["counts"] = {**data.get("counts", {}), "segments": len(entries), "documents": live_docs}
     tmp = versions / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        _write_jsonl(tmp / "documents.jsonl", (_doc_to_json(d) for d in index.documents.values()))
-        _write_jsonl(tmp / "chunks.jsonl", (_chunk_to_json(c) for c in index.chunks))
-        _write_jsonl(tmp / "sentences.jsonl", ({"doc_id": d, "start": s, "end": e} for d, s, e in index.sentences))
-        for channel, vectors in index.vectors.items():
-            faiss.write_index(_flat_index(vectors), str(tmp / f"vectors-{safe_name(channel)}.faiss"))
-        for channel, vectors in index.sentence_vectors.items():
-            np.save(tmp / f"sentences-{safe_name(channel)}.npy", vectors.astype(np.float32))
-        if index.lexical is not None:
-            index.lexical.save(tmp / "lexical")
-        if index.sentence_lexical is not None:
-            index.sentence_lexical.save(tmp / "lexical-sentences")
-        seq = _version_seq(current.get("version", "")) + 1 if current else 1
-        name = f"v{seq:06d}-{uuid.uuid4().hex[:8]}"
-        manifest = {**index.manifest.to_json(), "version": name}
-        # The manifest goes last: a version folder without one is never opened.
-        _write_json(tmp / MANIFEST, manifest)
+        _write_json(tmp / MANIFEST, data)  # the version's manifest: also the lease file of its readers
         _fsync_dir(tmp)
         os.rename(tmp, versions / name)
         _fsync_dir(versions)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace_json(folder / MANIFEST, manifest)  # the switch: one atomic rename
+    _replace_json(folder / MANIFEST, data)  # the switch: one atomic rename
     clean_stale(folder)
+
+
+def merge_plan(entries: Sequence[dict[str, Any]], max_segments: int, max_chunks: int) -> list[str]:
+    """Segments to merge into one, smallest first (live chunks), or [] when none need it.
+
+    Merging is due when there are more than `max_segments` segments, or a segment of at most `max_chunks`
+    chunks has lost half of its documents to tombstones. Only segments whose live chunks add up to at most
+    `max_chunks` are merged, so a merge never builds an HNSW graph over the archive (big segments stay).
+    """
+
+    def live(e: dict[str, Any]) -> int:
+        docs = max(int(e["documents"]), 1)
+        return round(int(e["chunks"]) * (docs - len(e.get("deleted", ()))) / docs)
+
+    holey = [e for e in entries if e["chunks"] <= max_chunks and 2 * len(e.get("deleted", ())) >= e["documents"] > 0]
+    if len(entries) <= max_segments and not holey:
+        return []
+    picked, total = [], 0
+    for e in sorted((e for e in entries if e["chunks"] <= max_chunks), key=live):
+        if total + live(e) > max_chunks:
+            break
+        picked.append(e["name"])
+        total += live(e)
+    if len(picked) < 2 and not (picked and any(e["name"] == picked[0] for e in holey)):
+        return []
+    return picked
+
+
+def merge_segments(
+    folder: Path, embedders: tuple[str, ...], lexical: bool, max_segments: int = 8, max_chunks: int = 50_000
+) -> list[str]:
+    """Merge segments of the current version when `merge_plan` says so: one new segment of their live rows
+    (vectors and BM25 counts copied, nothing re-embedded or re-analysed), then a version listing it in their
+    place. Hold `write_lock`. Returns the names of the segments merged.
+    """
+    index = open_index(folder, embedders, lexical if lexical else None)
+    names = merge_plan(index.manifest.segments, max_segments, max_chunks)
+    if not names:
+        return []
+    from rag.lexical import LexicalIndex
+
+    chosen = [p for p in index.parts if p.segment.name in names]
+    documents: dict[str, Document] = {}
+    chunks: list[Chunk] = []
+    sentences: list[tuple[str, int, int]] = []
+    vectors: dict[str, list[np.ndarray]] = {ch: [] for ch in embedders}
+    sentence_vectors: dict[str, list[np.ndarray]] = {ch: [] for ch in embedders}
+    lex_parts = []
+    for p in chosen:
+        seg = p.segment
+        keep = np.ones(len(seg.chunks), bool) if p.live is None else p.live
+        skeep = np.ones(len(seg.sentences), bool) if p.sentence_live is None else p.sentence_live
+        documents.update((d, doc) for d, doc in seg.documents.items() if d not in p.deleted)
+        chunks += [c for c, k in zip(seg.chunks, keep, strict=True) if k]
+        sentences += [s for s, k in zip(seg.sentences, skeep, strict=True) if k]
+        for ch in embedders:
+            vectors[ch].append(np.asarray(seg.vectors[ch])[keep])
+            sentence_vectors[ch].append(np.asarray(seg.sentence_vectors[ch])[skeep])
+        if seg.lexical is not None:
+            lex_parts.append((seg.lexical, None if p.live is None else keep))
+    merged = Index(
+        folder,
+        index.manifest,
+        documents,
+        chunks,
+        {ch: np.concatenate(v) for ch, v in vectors.items()},
+        sentences,
+        {ch: np.concatenate(v) for ch, v in sentence_vectors.items()},
+        LexicalIndex.concat(lex_parts) if lexical else None,
+        None,
+        {"_": None},  # no in-memory FAISS copy: the segment writer builds what it needs
+        [[]],
+    )
+    seq = _version_seq(index.version) + 1
+    entry = _write_segment(folder, merged, f"s{seq:06d}-{uuid.uuid4().hex[:8]}")
+    entries, placed = [], False
+    for e in _kept_segments(index, set()):
+        if e["name"] in names:
+            if not placed:
+                entries.append(entry)
+                placed = True
+        else:
+            entries.append(e)
+    _write_version(folder, index.manifest, entries, seq)
+    return names
 
 
 def clean_stale(folder: Path) -> list[str]:
@@ -236,6 +528,18 @@ def clean_stale(folder: Path) -> list[str]:
                 deleted.append(p.name)
             elif p.name != current and current and _delete_unheld(p):
                 deleted.append(p.name)
+    segments = folder / SEGMENTS
+    if segments.is_dir() and current:
+        listed = set()  # segments some remaining version (current, or held by a reader) lists
+        for v in versions.iterdir() if versions.is_dir() else ():
+            try:
+                listed |= {e["name"] for e in json.loads((v / MANIFEST).read_text("utf-8")).get("segments", ())}
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        for p in sorted(segments.iterdir()):
+            if p.name not in listed:
+                shutil.rmtree(p, ignore_errors=True)
+                deleted.append(f"{SEGMENTS}/{p.name}")
     if current:  # an index written before versions existed: its files sit beside the pointer
         legacy = [folder / n for n in LEGACY_FILES] + [*folder.glob("vectors-*.faiss"), *folder.glob("sentences-*.npy")]
         for p in legacy:
@@ -332,6 +636,8 @@ def open_index(
             fcntl.flock(fd, fcntl.LOCK_SH)
             if os.fstat(fd).st_nlink == 0:
                 continue  # deleted while we waited for the lease
+            if manifest.format_version >= 4:
+                return _load_segments(folder, manifest, str(version), vectors)
             return _load(folder, vfolder, manifest, str(version), vectors)
         except _Vanished:
             continue
@@ -379,9 +685,10 @@ def _check(folder: Path, data: dict[str, Any], embedders: tuple[str, ...] | None
         manifest = Manifest.from_json(data)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StoreError(f"index {folder.name!r} is damaged: manifest.json: {exc!r}") from exc
-    if manifest.format_version != FORMAT_VERSION:
+    if manifest.format_version not in READABLE_FORMATS:
         raise FormatOutdated(
-            f"index {folder.name} has format version {manifest.format_version}, this program reads {FORMAT_VERSION}"
+            f"index {folder.name} has format version {manifest.format_version}, this program reads "
+            f"{' and '.join(map(str, READABLE_FORMATS))}"
         )
     if embedders is not None and tuple(embedders) != manifest.embedders:
         raise IndexMismatch(
@@ -442,6 +749,34 @@ def _load(folder: Path, files: Path, manifest: Manifest, version: str, with_vect
     index = Index(folder, manifest, documents, chunks, vectors, sentences, sentence_vectors, lex, sent_lex, flat)
     index.version = version
     return index
+
+
+def _load_segments(folder: Path, manifest: Manifest, version: str, with_vectors: bool = True) -> Index:
+    """Open the segments a version lists (memory-mapped; segments this process has open are shared)."""
+    pieces = []
+    current = "?"
+    try:
+        for entry in manifest.segments:
+            current = f"{SEGMENTS}/{entry['name']}"
+            seg = seglib.load_segment(
+                folder / SEGMENTS / entry["name"],
+                manifest.embedders if with_vectors else (),
+                manifest.lexical,
+                safe_name,
+                _read_jsonl,
+                _doc_from_json,
+                _chunk_from_json,
+            )
+            pieces.append((seg, frozenset(entry.get("deleted", ()))))
+    except FileNotFoundError as exc:
+        if not (folder / VERSIONS / version).exists():
+            raise _Vanished(str(exc)) from exc
+        raise StoreError(f"index {folder.name!r} is damaged: {current} is missing ({_short(exc)})") from exc
+    except seglib.SegmentDamaged as exc:
+        raise StoreError(f"index {folder.name!r} is damaged: {current}: {str(exc)[:200]}") from exc
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise StoreError(f"index {folder.name!r} is damaged: {current}: {_short(exc)}") from exc
+    return assemble(folder, manifest, pieces, version)
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
@@ -509,8 +844,20 @@ def _write_jsonl(path: Path, rows: Any) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    loads = _fast_loads()
+    with open(path, "rb") as fh:
+        return [loads(line) for line in fh if line.strip()]
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_loads() -> Any:
+    """orjson's parser when installed (gradio's dependency; 3-4× faster on big indexes), else json's."""
+    try:
+        import orjson
+
+        return orjson.loads
+    except ImportError:  # pragma: no cover
+        return json.loads
 
 
 def _doc_to_json(d: Document) -> dict[str, Any]:

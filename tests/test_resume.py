@@ -159,7 +159,7 @@ def test_kill_9_during_ingest_then_resume(tmp_path: Path, reference: tuple[int, 
     current = json.loads((settings.index_dir / "manifest.json").read_text())["version"]
     assert [p.name for p in versions.iterdir()] == [current]  # no temp build, no old version, no trash
     assert not (settings.index_dir / CACHE_DIR).exists()
-    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "versions"]
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "segments", "versions"]
 
 
 def test_cache_round_trip_and_torn_files_ignored(tmp_path: Path) -> None:

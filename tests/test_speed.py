@@ -169,18 +169,22 @@ def test_hnsw_above_the_threshold_finds_the_same(pipeline, index, monkeypatch) -
     for question, language in QUESTIONS:
         qv = pipeline._query_vectors(question, language)
         before[question] = [h.chunk.chunk_id for h in search(index, question, qv, fusion, Filters(), 5, language)]
-    monkeypatch.setattr(retrieve, "FLAT_MAX", 1)
-    index.__dict__.pop("_search_state", None)
+    from rag import segments
+
+    monkeypatch.setattr(segments, "FLAT_MAX", 1)  # the segment written next gets an HNSW graph
+    pipeline.ingest([pipeline.settings.corpus], rebuild=True)
+    index = pipeline.index()
     assert search_info(index) == {"hash": f"hnsw M={retrieve.HNSW_M} efSearch={retrieve.HNSW_EF_SEARCH}"}
-    assert list(index.folder.glob("search-hash-hnsw*.faiss")), "the graph is kept beside the vectors"
+    [entry] = index.manifest.segments
+    assert entry["dense"] == "hnsw" and (index.folder / "segments" / entry["name"] / "hnsw-hash.faiss").exists()
     for question, language in QUESTIONS:
         qv = pipeline._query_vectors(question, language)
         got = [h.chunk.chunk_id for h in search(index, question, qv, fusion, Filters(), 5, language)]
         assert got == before[question]  # a handful of vectors: the graph search is exhaustive
         filtered = [h.chunk.chunk_id for h in search(index, question, qv, fusion, Filters(language="zh"), 5, language)]
-        monkeypatch.setattr(retrieve, "EXACT_POOL", 0)  # a filtered pool through the graph, with a selector
+        monkeypatch.setattr(segments, "EXACT_POOL", 0)  # a filtered pool through the graph, with a selector
         graph = [h.chunk.chunk_id for h in search(index, question, qv, fusion, Filters(language="zh"), 5, language)]
-        monkeypatch.setattr(retrieve, "EXACT_POOL", 5_000)
+        monkeypatch.setattr(segments, "EXACT_POOL", 5_000)
         assert graph == filtered and all(c.startswith("news-zh") for c in graph)
 
 

@@ -21,29 +21,36 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
     pipeline.ingest([settings.corpus])
     top = json.loads((settings.index_dir / "manifest.json").read_text())
-    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "versions"]
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "segments", "versions"]
     assert [p.name for p in (settings.index_dir / "versions").iterdir()] == [top["version"]]
-    folder = settings.index_dir / "versions" / top["version"]
+    version = settings.index_dir / "versions" / top["version"]
+    assert [p.name for p in version.iterdir()] == ["manifest.json"]  # a version is a list of segments
+    [entry] = top["segments"]
+    assert [p.name for p in (settings.index_dir / "segments").iterdir()] == [entry["name"]]
+    folder = settings.index_dir / "segments" / entry["name"]
     names = sorted(p.name for p in folder.iterdir())
     assert names == [
         "chunks.jsonl",
         "documents.jsonl",
         "lexical",
-        "manifest.json",
+        "segment.json",
         "sentences-hash.npy",
         "sentences.jsonl",
-        "vectors-hash.faiss",
+        "vectors-hash.npy",
     ]
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads((version / "manifest.json").read_text())
     assert manifest == top  # the pointer is a copy of the current version's manifest
     assert manifest["embedders"] == ["hash"] and manifest["dims"] == {"hash": 256}
-    assert manifest["format_version"] == 3 and manifest["chunker"]["size"] == settings.chunk_size
+    assert manifest["format_version"] == 4 and manifest["chunker"]["size"] == settings.chunk_size
     assert set(manifest["documents"]) == {"news-en", "news-zh"}
+    assert entry["dense"] == "flat" and entry["deleted"] == [] and entry["documents"] == 2
+    assert manifest["search"]["flat_max"] == 50_000 and manifest["search"]["hnsw"]["M"] == 32
     rows = [json.loads(line) for line in (folder / "chunks.jsonl").read_text().splitlines()]
     docs = {
         json.loads(line)["doc_id"]: json.loads(line) for line in (folder / "documents.jsonl").read_text().splitlines()
     }
     assert rows and all(docs[r["doc_id"]]["text"][r["start"] : r["end"]] == r["text"] for r in rows)
+    assert entry["chunks"] == len(rows)
     assert list_indexes(settings.index_root) == ["default"]
 
 
@@ -134,7 +141,7 @@ def test_an_old_version_a_reader_holds_is_kept_until_the_next_write(pipeline, se
     (corpus / "news-en.txt").write_text("CHANGED AGAIN\n\nThe seminar moved to Lhasa.\n", "utf-8")
     pipeline.ingest([corpus])
     assert [p.name for p in versions.iterdir()] == [_version(settings)]
-    assert _version(settings).startswith("v000003-")
+    assert int(_version(settings)[1:7]) > int(second[1:7])  # (a merge of segments may add a version)
 
 
 def test_stale_temp_copies_are_removed_at_the_next_write(pipeline, settings, corpus) -> None:
@@ -149,7 +156,7 @@ def test_stale_temp_copies_are_removed_at_the_next_write(pipeline, settings, cor
     pipeline.remove(["news-en"])
     assert [p.name for p in versions.iterdir()] == [_version(settings)]
     assert sorted(p.name for p in settings.index_root.iterdir()) == [".default.lock", "default"]
-    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "versions"]
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["manifest.json", "segments", "versions"]
 
 
 def test_a_pointer_to_a_missing_version_is_reported_as_damaged(pipeline, settings) -> None:
@@ -162,22 +169,76 @@ def test_a_pointer_to_a_missing_version_is_reported_as_damaged(pipeline, setting
         open_index(settings.index_dir, ("hash",))
 
 
+def _as_format_3(index_dir: Path, out: Path, versioned: bool = False) -> None:
+    """Write the current (one-segment) index as an index of format 3 into `out`: every file in one folder,
+    vectors as FAISS flat files, BM25 as npz (lexical format 1); with `versioned`, in `out/versions/<v>/`
+    behind a pointer, else (the layout before versions) beside the manifest."""
+    import shutil
+
+    import faiss
+    import numpy as np
+
+    top = json.loads((index_dir / "manifest.json").read_text())
+    [entry] = top.pop("segments")
+    seg = index_dir / "segments" / entry["name"]
+    version = top.pop("version")
+    top.pop("search", None)
+    top.pop("merge", None)
+    top["format_version"] = 3
+    files = out / "versions" / version if versioned else out
+    files.mkdir(parents=True, exist_ok=True)
+    for name in ("documents.jsonl", "chunks.jsonl", "sentences.jsonl", "sentences-hash.npy"):
+        shutil.copy(seg / name, files / name)
+    vectors = np.load(seg / "vectors-hash.npy")
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    faiss.write_index(flat, str(files / "vectors-hash.faiss"))
+    (files / "lexical").mkdir()
+    lex_manifest = json.loads((seg / "lexical" / "manifest.json").read_text())
+    (files / "lexical" / "manifest.json").write_text(json.dumps({**lex_manifest, "format": 1}))
+    for vocab in (seg / "lexical").glob("*.vocab.json"):
+        stem = vocab.name.removesuffix(".vocab.json")
+        shutil.copy(vocab, files / "lexical" / vocab.name)
+        arrays = {k: np.load(seg / "lexical" / f"{stem}.{k}.npy") for k in ("data", "indices", "indptr", "shape")}
+        np.savez(files / "lexical" / f"{stem}.npz", **arrays)
+    if versioned:
+        (files / "manifest.json").write_text(json.dumps({**top, "version": version}))
+        top["version"] = version
+    (out / "manifest.json").write_text(json.dumps(top))
+
+
+def test_an_index_of_format_3_opens_as_it_is_and_becomes_a_segment_on_write(pipeline, settings, corpus) -> None:
+    import shutil
+
+    pipeline.ingest([corpus])
+    before = open_index(settings.index_dir, ("hash",))
+    old = settings.index_root / "old"
+    _as_format_3(settings.index_dir, old, versioned=True)
+    shutil.rmtree(settings.index_dir)
+    old.rename(settings.index_dir)
+    opened = open_index(settings.index_dir, ("hash",))
+    assert opened.manifest.format_version == 3 and not opened.parts
+    assert [c.chunk_id for c in opened.chunks] == [c.chunk_id for c in before.chunks]
+    assert opened.lexical.scores("seminar 研讨会").tolist() == before.lexical.scores("seminar 研讨会").tolist()
+    (corpus / "extra.txt").write_text("EXTRA\n\nA third newsletter.\n", "utf-8")
+    assert pipeline.ingest([corpus]).added == ("extra",)  # the first write migrates: one segment, all of it
+    after = open_index(settings.index_dir, ("hash",))
+    assert after.manifest.format_version == 4 and len(after.parts) == 1
+    assert sorted(after.documents) == ["extra", "news-en", "news-zh"]
+
+
 def test_an_index_of_the_layout_before_versions_opens_and_moves_on_write(pipeline, settings, corpus) -> None:
     import shutil
 
     pipeline.ingest([corpus])
     folder = settings.index_dir
-    version = folder / "versions" / _version(settings)
-    for p in version.iterdir():  # the old layout: the files beside manifest.json, no version named
-        shutil.move(p, folder / p.name)
-    shutil.rmtree(folder / "versions")
-    data = json.loads((folder / "manifest.json").read_text())
-    del data["version"]
-    (folder / "manifest.json").write_text(json.dumps(data))
+    _as_format_3(folder, settings.index_root / "old")  # the old layout: files beside manifest.json, no version
+    shutil.rmtree(folder)
+    (settings.index_root / "old").rename(folder)
     assert sorted(open_index(folder, ("hash",)).documents) == ["news-en", "news-zh"]
     (corpus / "extra.txt").write_text("EXTRA\n\nA third newsletter.\n", "utf-8")
     assert pipeline.ingest([corpus]).added == ("extra",)
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "versions"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "segments", "versions"]
     assert sorted(open_index(folder, ("hash",)).documents) == ["extra", "news-en", "news-zh"]
 
 
@@ -188,12 +249,8 @@ def test_a_swap_of_the_old_layout_killed_between_its_renames_is_finished_by_the_
 
     pipeline.ingest([corpus])
     folder, root = settings.index_dir, settings.index_root
-    version = folder / "versions" / _version(settings)
     old = root / ".old-default-abcdef12"  # the old layout's swap, killed after its first rename
-    shutil.move(version, old)
-    data = json.loads((old / "manifest.json").read_text())
-    del data["version"]
-    (old / "manifest.json").write_text(json.dumps(data))
+    _as_format_3(folder, old)
     shutil.rmtree(folder)
     other = root / ".old-default-x-12345678"  # belongs to an index named "default-x": not ours to touch
     other.mkdir()
