@@ -631,7 +631,10 @@ class Pipeline:
 
     def _resolve(self, question: str, history: Sequence[Turn], use_llm: bool) -> str:
         """A follow-up as a standalone question: condensed by the LLM when there is one (and it manages),
-        else the question with the previous turns' key terms (rag.followup)."""
+        else the question with the previous turns' key terms (rag.followup), unless the question alone already
+        gets a confident answer: then it stands on its own (a change of topic, or a follow-up that names its
+        subject), and carrying the previous question's words could only pull retrieval back to the old topic;
+        nor when its own words name what the newsletters never mention."""
         if use_llm:
             from rag import generate
 
@@ -639,8 +642,14 @@ class Pipeline:
             if condensed:
                 return condensed
         from rag.followup import resolve
+        from rag.scope import off_topic, unknown_names
 
         index = self.index()
+        query = self._query_text(question, lang.detect(question))
+        if unknown_names(query, index.corpus) or _specific(off_topic(query, index.corpus)):
+            return question  # it names what the archive never mentions: carried words cannot change that
+        if self._extract(question, None, Filters()).verdict == "answer":
+            return question
         return resolve(question, history, index.lexical)
 
     def _generator(self) -> Generator:
@@ -720,6 +729,23 @@ def _live_rows(index: Index) -> Iterator[int]:
     """Chunk rows of documents the index holds (not those tombstoned in a segment)."""
     live = index.live
     return iter(range(len(index.chunks))) if live is None else (int(i) for i in np.flatnonzero(live))
+
+
+SPECIFIC_WEIGHT = 4.0  # general_weight ≥ 4 (Zipf ≤ 4): "zebra", "walrus"; not "came", "held"
+
+
+def _specific(words: Sequence[str]) -> bool:
+    """True when one of `words` is a specific word of its language (rare at large), not a generic one: an
+    off-topic question about a zebra stays off topic, an elliptical "And how many came?" is a follow-up."""
+    from rag.features import general_weight
+    from rag.lexical import analyze
+
+    return any(
+        general_weight(token, language) >= SPECIFIC_WEIGHT
+        for word in words
+        for language in ["en" if word.isascii() else "zh"]
+        for token in analyze(word, language)
+    )
 
 
 def _rows_by_doc(index: Index) -> tuple[dict[str, list[int]], dict[str, list[int]]]:

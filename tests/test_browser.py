@@ -80,6 +80,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         data_dir=tmp / "var",
         embedders=("hash",),
         abstain_threshold=0.0,  # mechanics under test, not the answer model (hash vectors)
+        confident_threshold=0.0,  # every answer stands alone: no follow-up carrying between unrelated turns
         admin_password=ADMIN_PASSWORD,
         allowed_origins=(f"http://127.0.0.1:{page_port}",),
     )

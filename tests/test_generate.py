@@ -223,6 +223,21 @@ def test_follow_up_without_llm_carries_the_previous_questions_rare_terms(pipelin
     assert answer.to_dict()["resolved_question"] == answer.resolved_question
 
 
+def test_a_question_that_stands_alone_carries_nothing(settings: Settings) -> None:
+    history = (Turn(EN_Q, "In Hangzhou [1]."),)
+    # Every answer confident (threshold 0): the question alone is answered, so no earlier word is carried.
+    alone = Pipeline(settings.replace(confident_threshold=0.0), {"hash": HashEmbedder()})
+    alone.ingest([settings.corpus])
+    assert alone._resolve("And who attended?", history, False) == "And who attended?"
+    # Never confident (threshold 1): a follow-up is read with the previous question's words ...
+    leaning = Pipeline(settings.replace(confident_threshold=1.0), {"hash": HashEmbedder()})
+    leaning.ingest([settings.corpus])
+    assert leaning._resolve("And who attended?", history, False) != "And who attended?"
+    # ... unless its own words are outside the archive: carried words must not rescue "zebra walrus?".
+    assert leaning._resolve("zebra walrus?", history, False) == "zebra walrus?"
+    assert leaning.ask("zebra walrus?", history=history).abstained
+
+
 def test_follow_up_with_llm_is_condensed_and_falls_back_when_the_rewrite_is_unusable(settings: Settings) -> None:
     condensed = Reply(pieces=sse("How many representatives attended the Seminar on Migrant Integration?"))
     answer_text = Reply(pieces=sse("Over 30 representatives attended the seminar [1]."))
