@@ -2,7 +2,7 @@
 
 The document is the sample issue (English and Chinese editions, cleaned) repeated to the size asked, without
 sections (the worst case: one span). Times `chunk` + `split_sentences` (what an ingest does per document)
-and the sentence map an opened index builds (`store._map_chunk_sentences`), after a warm-up. Reports
+and the sentence map an opened index builds (`segments.map_chunk_sentences`), after a warm-up. Reports
 wall-clock and CPU time (CPU time is what the code costs on a shared machine).
 Usage: .venv/bin/python eval/bench_chunk.py [--sizes 1,2,4,8,16] [--json]
 """
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rag.chunk import chunk, split_sentences
 from rag.clean import clean
 from rag.ingest import read
+from rag.segments import map_chunk_sentences
 from rag.settings import PROJECT_ROOT
-from rag.store import _map_chunk_sentences
 from rag.types import Document
 
 
@@ -43,7 +43,7 @@ def measure(megabytes: float) -> dict[str, float]:
     spans = split_sentences(doc.text)
     chunk_s, chunk_cpu = time.perf_counter() - t, time.process_time() - c
     t = time.perf_counter()
-    _map_chunk_sentences(chunks, [(doc.doc_id, a, b) for a, b in spans])
+    map_chunk_sentences(chunks, [(doc.doc_id, a, b) for a, b in spans])
     map_s = time.perf_counter() - t
     return {
         "mb": megabytes,

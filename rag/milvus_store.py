@@ -246,9 +246,9 @@ class MilvusIndex(Index):
 
     def __post_init__(self) -> None:  # no FAISS over remote vectors
         if not self.chunk_sentences:
-            from rag.store import _map_chunk_sentences
+            from rag.segments import map_chunk_sentences
 
-            self.chunk_sentences = _map_chunk_sentences(self.chunks, self.sentences)
+            self.chunk_sentences = map_chunk_sentences(self.chunks, self.sentences)
 
 
 # ---------------------------------------------------------------- the store

@@ -151,7 +151,7 @@ class Index:
 
     def __post_init__(self) -> None:
         if not self.chunk_sentences:
-            self.chunk_sentences = _map_chunk_sentences(self.chunks, self.sentences)
+            self.chunk_sentences = seglib.map_chunk_sentences(self.chunks, self.sentences)
 
     @cached_property
     def doc_sentence_rows(self) -> Mapping[str, list[int]]:
@@ -309,25 +309,6 @@ def _flat_index(vectors: np.ndarray) -> Any:
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
-
-
-def _map_chunk_sentences(chunks: list[Chunk], sentences: list[tuple[str, int, int]]) -> list[list[int]]:
-    """Sentence rows overlapping each chunk; a binary search per chunk (a document's sentences are in order)."""
-    by_doc: dict[str, list[int]] = {}
-    for row, (doc_id, _s, _e) in enumerate(sentences):
-        by_doc.setdefault(doc_id, []).append(row)
-    ends = {d: [sentences[r][2] for r in rows] for d, rows in by_doc.items()}
-    out = []
-    for c in chunks:
-        rows = by_doc.get(c.doc_id, [])
-        i = bisect.bisect_right(ends.get(c.doc_id, []), c.start)  # first sentence ending after the chunk starts
-        picked = []
-        while i < len(rows) and sentences[rows[i]][1] < c.end:
-            if sentences[rows[i]][2] > c.start:
-                picked.append(rows[i])
-            i += 1
-        out.append(picked)
-    return out
 
 
 def safe_name(channel: str) -> str:
