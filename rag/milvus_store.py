@@ -543,7 +543,7 @@ class MilvusStore:
         """
         from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
-        from rag.retrieve import _best_sentences, _fold, _fuse, search_state
+        from rag.retrieve import ranked_hits, rescore
 
         if not index.chunks:
             return []
@@ -598,33 +598,10 @@ class MilvusStore:
             lexical = self._sparse_scores(sparse_q, expr, max(fusion.candidates * 5, 200))
             per_channel["bm25"] = np.array([lexical.get(e["pk"], 0.0) for e in entities])
         if fusion.rerank:  # the folder backend's second stage (rag.retrieve.search), on the engine's candidates
-            fused_inputs = dict(per_channel)
-            for ch in active:
-                best = _best_sentences(index, row_arr, ch, query_vectors[ch])
-                if best is not None:
-                    per_channel[f"{ch}_sentence"] = best
-                    has = ~np.isnan(best)
-                    a = fusion.sentence_weight
-                    mixed = (1 - a) * per_channel[ch] + a * np.nan_to_num(best)
-                    fused_inputs[ch] = np.where(has, mixed, per_channel[ch])
-            cross = search_state(index).chunk_language[row_arr] != language
-            if cross.any():
-                for ch, offset in fusion.cross_offsets.items():
-                    if ch in fused_inputs and offset:
-                        fused_inputs[ch] = fused_inputs[ch] + offset * cross
-            fused = _fuse(fused_inputs, fusion, cross)
+            fused = rescore(index, row_arr, per_channel, query_vectors, active, fusion, language)
         else:
             fused = np.array(engine)
-        order = np.argsort(-fused, kind="stable")
-        hits = [
-            Hit(
-                chunk=index.chunks[row_arr[i]],
-                score=float(fused[i]),
-                channels={ch: float(v[i]) for ch, v in per_channel.items() if not np.isnan(v[i])},
-            )
-            for i in order
-        ]
-        return _fold(index, hits, row_arr[order], fusion.fold_threshold, prefer_language)[:k]
+        return ranked_hits(index, row_arr, fused, per_channel, fusion, prefer_language, k)
 
 
 def chunk_key(keys: Mapping[str, str], doc_id: str, ordinal: int) -> str:

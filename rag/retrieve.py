@@ -139,7 +139,6 @@ def search(
     if mask is not None and not mask.any():
         return []
     language = base(prefer_language or detect(query))
-    st = search_state(index)
     active = [ch for ch in query_vectors if fusion.weight(ch) or fusion.weight(ch, cross=True)]
     candidates: set[int] = set()
     for ch in active:  # each dense channel's own top candidates (exact in flat segments, HNSW in big ones)
@@ -159,6 +158,21 @@ def search(
     per_channel = {ch: index.vectors[ch][rows] @ query_vectors[ch] for ch in active}
     if lex is not None:
         per_channel["bm25"] = lex[rows]
+    fused = rescore(index, rows, per_channel, query_vectors, active, fusion, language)
+    return ranked_hits(index, rows, fused, per_channel, fusion, prefer_language, k)
+
+
+def rescore(
+    index: Index,
+    rows: np.ndarray,
+    per_channel: dict[str, np.ndarray],
+    query_vectors: Mapping[str, np.ndarray],
+    active: Sequence[str],
+    fusion: FusionSettings,
+    language: str,
+) -> np.ndarray:
+    """The second stage every backend shares: each dense channel mixed with its best sentence's cosine (added to
+    `per_channel` as `<channel>_sentence`), cross-language offsets, then the fusion of the channels."""
     fused_inputs = dict(per_channel)
     if fusion.rerank:
         for ch in active:
@@ -168,12 +182,24 @@ def search(
                 has = ~np.isnan(best)
                 a = fusion.sentence_weight
                 fused_inputs[ch] = np.where(has, (1 - a) * per_channel[ch] + a * np.nan_to_num(best), per_channel[ch])
-    cross = st.chunk_language[rows] != language
+    cross = search_state(index).chunk_language[rows] != language
     if cross.any():
         for ch, offset in fusion.cross_offsets.items():
             if ch in fused_inputs and offset:
                 fused_inputs[ch] = fused_inputs[ch] + offset * cross
-    fused = _fuse(fused_inputs, fusion, cross)
+    return _fuse(fused_inputs, fusion, cross)
+
+
+def ranked_hits(
+    index: Index,
+    rows: np.ndarray,
+    fused: np.ndarray,
+    per_channel: dict[str, np.ndarray],
+    fusion: FusionSettings,
+    prefer_language: str,
+    k: int,
+) -> list[Hit]:
+    """Hits best first, editions of one passage folded together, the first `k`."""
     order = np.argsort(-fused, kind="stable")
     hits = [
         Hit(
