@@ -612,8 +612,9 @@ class Pipeline:
         then the verified Answer; otherwise just the Answer. The last event is always the Answer."""
         q = self.check_question(question)
         use_llm = llm and self.settings.llm_enabled
-        resolved = self._resolve(q, history, use_llm) if history else q
-        answer = self._extract(q, k, filters, resolved)
+        resolved, alone = self._resolution(q, history, use_llm) if history else (q, None)
+        unchanged = alone is not None and k is None and filters == Filters()  # the check asked exactly this
+        answer = alone if unchanged else self._extract(q, k, filters, resolved)
         if not use_llm or answer.verdict != "answer":
             yield answer
             return
@@ -630,6 +631,10 @@ class Pipeline:
         )
 
     def _resolve(self, question: str, history: Sequence[Turn], use_llm: bool) -> str:
+        """A follow-up as a standalone question (see `_resolution`)."""
+        return self._resolution(question, history, use_llm)[0]
+
+    def _resolution(self, question: str, history: Sequence[Turn], use_llm: bool) -> tuple[str, Answer | None]:
         """A follow-up as a standalone question: condensed by the LLM when there is one (and it manages),
         else the question with the previous turns' key terms (rag.followup), unless the question alone already
         gets a confident answer: then it stands on its own (a change of topic, or a follow-up that names its
@@ -640,17 +645,18 @@ class Pipeline:
 
             condensed = generate.condense(question, history, self._generator(), self.settings.max_question_chars)
             if condensed:
-                return condensed
+                return condensed, None
         from rag.followup import resolve
         from rag.scope import off_topic, unknown_names
 
         index = self.index()
         query = self._query_text(question, lang.detect(question))
         if unknown_names(query, index.corpus) or _specific(off_topic(query, index.corpus)):
-            return question  # it names what the archive never mentions: carried words cannot change that
-        if self._extract(question, None, Filters()).verdict == "answer":
-            return question
-        return resolve(question, history, index.lexical)
+            return question, None  # it names what the archive never mentions: carried words cannot change that
+        alone = self._extract(question, None, Filters())
+        if alone.verdict == "answer":
+            return question, alone  # the caller may use this answer instead of asking again
+        return resolve(question, history, index.lexical), None
 
     def _generator(self) -> Generator:
         if self._llm is None:

@@ -1021,18 +1021,9 @@ def summary(result: Mapping[str, Any]) -> str:
             cells = "".join(f"{fmt(value_of(row.get(m))):>9}" for m in columns)
             lines.append(f"{'':<{len(name) + 3}}{slice_name:<16}{cells}{row['questions']:>6}")
         if any("generated_share" in row for row in table.values()):
-            gen = [
-                "generated_share",
-                "gen_language_match",
-                "citation_support_rate",
-                "gen_answer_f1",
-                "gen_containment",
-                "gen_first_token_ms",
-                "gen_end_ms",
-            ]
             heads2 = ["gen", "lang", "support", "F1", "contain", "1st ms", "end ms"]
             lines.append(f"{name} (LLM):  {'slice':<10}" + "".join(f"{h:>9}" for h in heads2))
             for slice_name, row in table.items():
-                cells = "".join(f"{fmt(value_of(row.get(m))):>9}" for m in gen)
+                cells = "".join(f"{fmt(value_of(row.get(m))):>9}" for m in GENERATED)
                 lines.append(f"{'':<{len(name) + 9}}{slice_name:<10}{cells}")
     return "\n".join(lines)
