@@ -73,6 +73,7 @@ class Decision:
     sentences: tuple[ScoredSentence, ...]  # best first
     logits: np.ndarray
     confidence: float
+    inputs: np.ndarray  # the question model's features (QUESTION_FEATURES)
 
 
 def decide(
@@ -92,7 +93,7 @@ def decide(
     confidence = model.confidence(qf) if found.items else 0.0
     order = np.argsort(-logits, kind="stable")
     scored = tuple(ScoredSentence(found.items[i].row, found.items[i].hit, float(sigmoid(logits[i]))) for i in order)
-    return Decision(scored, logits[order], confidence)
+    return Decision(scored, logits[order], confidence, qf)
 
 
 def choose(index: Index, decision: Decision, settings: AnswerSettings) -> list[ScoredSentence]:

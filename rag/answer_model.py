@@ -56,23 +56,39 @@ class Logistic:
     intercept: float
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, features: tuple[str, ...], l2: float = 1.0) -> Logistic:
-        """L2-regularised fit by Newton's method on standardised features (NaN = the mean); deterministic."""
+    def fit(
+        cls, x: np.ndarray, y: np.ndarray, features: tuple[str, ...], l2: float = 1.0, offset: np.ndarray | None = None
+    ) -> Logistic:
+        """L2-regularised fit by damped Newton steps on standardised features (NaN = the mean); deterministic.
+
+        With `offset` (a fixed logit per row, e.g. another model's), the fit learns only a correction to it:
+        p = sigmoid(offset + this model's logit), the correction shrunk towards zero by `l2`."""
         mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
         mean = np.where(np.isnan(mean), 0.0, mean)
         scale = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
         scale = np.where(~np.isfinite(scale) | (scale < 1e-9), 1.0, scale)
         a = np.hstack([np.nan_to_num((x - mean) / scale, nan=0.0), np.ones((len(x), 1))])
+        base = np.zeros(len(x)) if offset is None else np.asarray(offset, np.float64)
         w = np.zeros(a.shape[1])
         reg = np.full(a.shape[1], l2)
         reg[-1] = 0.0  # the intercept is not shrunk
+
+        def loss(v: np.ndarray) -> float:
+            z = a @ v + base
+            return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(reg * v * v))
+
+        current = loss(w)
         for _ in range(100):
-            p = sigmoid(a @ w)
+            p = sigmoid(a @ w + base)
             grad = a.T @ (p - y) + reg * w
             hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg + 1e-9)
             step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < 1e-8:
+            t = 1.0
+            while t > 1e-6 and loss(w - t * step) > current + 1e-12:  # halve until the loss does not grow
+                t /= 2
+            w -= t * step
+            current = loss(w)
+            if np.abs(t * step).max() < 1e-8:
                 break
         return cls(features, mean, scale, w[:-1], float(w[-1]))
 
@@ -127,16 +143,26 @@ class AnswerModel:
     thresholds: Thresholds = Thresholds()
     meta: dict[str, Any] = field(default_factory=dict)  # training data hashes, counts, held-out scores
     calibration: Calibration = Calibration()
+    # A correction of the question model's logit fitted on the dev set with the public model as its offset
+    # (same features, shrunk towards no change): public QA data decides the shape, the dev set the archive's
+    # share and kinds of unanswerable questions.
+    correction: Logistic | None = None
 
     def sentence_logits(self, features: np.ndarray) -> np.ndarray:
         if not len(features):
             return np.zeros(0)
         return self.sentence.logit(features)
 
+    def logit(self, features: np.ndarray) -> float:
+        """The question model's logit, corrected on dev when the model has a correction."""
+        z = float(self.question.logit(features[None, :])[0])
+        if self.correction is not None:
+            z += float(self.correction.logit(features[None, :])[0])
+        return z
+
     def confidence(self, features: np.ndarray) -> float:
         """Probability that the retrieved passages answer the question (features: QUESTION_FEATURES)."""
-        z = float(self.question.logit(features[None, :])[0])
-        return float(sigmoid(self.calibration.a * z + self.calibration.b))
+        return float(sigmoid(self.calibration.a * self.logit(features) + self.calibration.b))
 
     def record(self) -> dict[str, Any]:
         """What reports and index manifests record of the model: version, training data hashes, thresholds."""
@@ -146,6 +172,7 @@ class AnswerModel:
             "data": self.meta.get("data", {}),
             "thresholds": {"abstain": self.thresholds.abstain, "confident": self.thresholds.confident},
             "calibration": {"a": self.calibration.a, "b": self.calibration.b},
+            "corrected_on_dev": self.correction is not None,
         }
 
     @property
@@ -158,6 +185,7 @@ class AnswerModel:
             "question": self.question.to_json(),
             "thresholds": {"abstain": self.thresholds.abstain, "confident": self.thresholds.confident},
             "calibration": {"a": self.calibration.a, "b": self.calibration.b},
+            **({"correction": self.correction.to_json()} if self.correction is not None else {}),
             "meta": self.meta,
         }
 
@@ -169,6 +197,7 @@ class AnswerModel:
             Thresholds(**d.get("thresholds", {})),
             dict(d.get("meta", {})),
             Calibration(**d.get("calibration", {})),
+            Logistic.from_json(d["correction"]) if d.get("correction") else None,
         )
 
     def save(self, path: Path) -> None:

@@ -133,6 +133,18 @@ _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # all but U+DC80â€
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A question as the answer stage reads it: what was retrieved for it, from which index version."""
+
+    index: Index
+    query: str  # the question as matched (Traditional converted to Simplified)
+    language: str  # the asker's language
+    vectors: dict[str, np.ndarray]  # the question per embedder
+    hits: tuple[Hit, ...]
+    timings: dict[str, float]  # ms: load, embed, retrieve
+
+
 class Pipeline:
     """Builds, updates and queries one index with one set of settings; models load on first use."""
 
@@ -665,26 +677,35 @@ class Pipeline:
             self._llm = generate.client(self.settings)
         return self._llm
 
-    def _extract(self, q: str, k: int | None, filters: Filters, resolved: str = "") -> Answer:
-        """The answer stage's answer to checked question `q`, retrieved as `resolved` (a follow-up read as a
-        standalone question) when given."""
+    def evidence(
+        self, question: str, k: int | None = None, filters: Filters = Filters(), language: str = ""
+    ) -> Evidence:
+        """What the answer stage reads for a checked question: the index version, the text matched, the query
+        vectors and the retrieved passages (`language`: the asker's, default detected from `question`)."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        language = lang.detect(q)
-        if not lang.supported(q):
-            return Answer(question=q, language=language, abstained=True, answer=UNSUPPORTED)
-        asked = resolved or q
+        language = language or lang.detect(question)
         index = self.index()
         timings["load"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        qv = self._query_vectors(asked, language)
+        qv = self._query_vectors(question, language)
         timings["embed"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        query = self._query_text(asked, language)
+        query = self._query_text(question, language)
         hits = search(index, query, qv, self.fusion(), filters, k or self.settings.k, language)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
+        return Evidence(index, query, language, qv, tuple(hits), timings)
+
+    def _extract(self, q: str, k: int | None, filters: Filters, resolved: str = "") -> Answer:
+        """The answer stage's answer to checked question `q`, retrieved as `resolved` (a follow-up read as a
+        standalone question) when given."""
+        language = lang.detect(q)
+        if not lang.supported(q):
+            return Answer(question=q, language=language, abstained=True, answer=UNSUPPORTED)
+        ev = self.evidence(resolved or q, k, filters, language)
+        timings = dict(ev.timings)
         t = time.perf_counter()
-        answer = compose(q, query, language, index, hits, qv, self.answer_settings())
+        answer = compose(q, ev.query, language, ev.index, list(ev.hits), ev.vectors, self.answer_settings())
         timings["answer"] = (time.perf_counter() - t) * 1000
         timings["total"] = sum(timings.values())
         if resolved and resolved != q:

@@ -21,6 +21,27 @@ def test_fit_separates_and_is_deterministic() -> None:
     assert np.mean((a.logit(x) > 0) == (y == 1)) > 0.95
 
 
+def test_a_fit_with_an_offset_learns_only_the_correction() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5000, 2))
+    truth = 2.0 * x[:, 0] - 1.0 * x[:, 1] + 0.5
+    y = (rng.random(len(x)) < sigmoid(truth)).astype(float)
+    exact = Logistic.fit(x, y, ("a", "b"), l2=1.0, offset=truth)
+    assert np.abs(exact.coef).max() < 0.1 and abs(exact.intercept) < 0.1  # the offset already says it all
+    half = Logistic.fit(x, y, ("a", "b"), l2=1.0, offset=truth - 1.5 * x[:, 1])  # the offset misses b's sign
+    assert half.coef[1] / half.scale[1] == pytest.approx(1.5, abs=0.15) and abs(half.coef[0]) < 0.1
+
+
+def test_a_dev_correction_adds_to_the_question_logit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lg = Logistic(("a",), np.array([0.0]), np.array([1.0]), np.array([2.0]), -1.0)
+    fix = Logistic(("a",), np.array([1.0]), np.array([2.0]), np.array([-1.0]), 0.25)
+    model = AnswerModel(lg, lg, correction=fix)
+    model.save(tmp_path / "m.json")
+    # 2·3 - 1 from the public model, -1·(3-1)/2 + 0.25 from the correction
+    assert load(tmp_path / "m.json").confidence(np.array([3.0])) == pytest.approx(float(sigmoid(5.0 - 0.75)))
+    assert load(tmp_path / "m.json").record()["corrected_on_dev"] is True
+
+
 def test_a_missing_feature_reads_as_the_training_mean() -> None:
     m = Logistic(("a", "b"), np.array([1.0, 2.0]), np.array([1.0, 1.0]), np.array([3.0, 5.0]), 0.5)
     assert m.logit(np.array([[np.nan, 2.0]]))[0] == pytest.approx(0.5)
