@@ -127,10 +127,8 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """Platt scaling of the question model's logit, fitted on the dev set: confidence = sigmoid(a·z + b).
-
-    The training data is Wikipedia QA with its own share of unanswerable questions; a newsletter archive has
-    another. Two parameters move the probabilities to the dev set's scale without changing their order."""
+    """Platt scaling of the question model's logit: confidence = sigmoid(a·z + b). Identity in models with a
+    dev `correction` (which subsumes it); older model files calibrated on dev this way still load."""
 
     a: float = 1.0
     b: float = 0.0

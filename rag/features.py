@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from rag import lexical
+from rag.align import counterpart
 from rag.lang import base, to_simplified
 from rag.retrieve import row_map
 from rag.store import Index
@@ -99,8 +100,7 @@ def candidates(
             x[:, col[f"s_gap_{ch}"]] = cos - cos.max()
             x[:, col[f"p_cos_{ch}"]] = [hits[c.hit].channels.get(ch, np.nan) for c in rows]
     coverage = Coverage(index, query)
-    texts = [_sentence_text(index, c.row) for c in rows]
-    langs = [base(index.documents[index.sentences[c.row][0]].language) for c in rows]
+    texts, langs = zip(*(read_as(index, c.row, base(language)) for c in rows), strict=True)
     cov = np.array([coverage(t, lang) for t, lang in zip(texts, langs, strict=True)])
     passage_cov = {h: coverage(hit.chunk.text, base(hit.chunk.language)) for h, hit in enumerate(hits)}
     x[:, col["s_cov"]] = cov
@@ -111,9 +111,9 @@ def candidates(
     x[:, col["p_missing"]] = [passage_missing[c.hit] for c in rows]
     x[:, col["p_bm25"]] = [hits[c.hit].channels.get("bm25", 0.0) for c in rows]
     x[:, col["rank"]] = [math.log1p(c.hit) for c in rows]
-    x[:, col["same_language"]] = [float(lang == base(language)) for lang in langs]
-    for i, (c, text) in enumerate(zip(rows, texts, strict=True)):
-        s = signals(asked, text, _with_meta(index, hits[c.hit]))
+    x[:, col["same_language"]] = [float(_language(index, c.row) == base(language)) for c in rows]
+    for i, c in enumerate(rows):
+        s = signals(asked, _sentence_text(index, c.row), _with_meta(index, hits[c.hit]))
         x[i, col["type_ok"]] = s.type_ok
         x[i, col["type_missing"]] = s.type_missing
         x[i, col["numbers_missing"]] = s.numbers_missing
@@ -128,6 +128,21 @@ def _with_meta(index: Index, hit: Hit) -> str:
     names the issue, not the passage."""
     meta = index.documents[hit.chunk.doc_id].meta
     return "\n".join((hit.chunk.text, meta.title, meta.issue, meta.period))
+
+
+def read_as(index: Index, row: int, language: str) -> tuple[str, str]:
+    """A candidate sentence as the coverage features read it, with its language: a sentence of the other
+    language's edition is read as its counterpart in the question's edition when the archive holds one (that
+    edition's own words: CC-CEDICT's translations are broad, "president" also matches 主席 and 会长), else as
+    itself, through the dictionary."""
+    own = _language(index, row)
+    if own != language and (aligned := counterpart(index, row, language)) is not None:
+        return aligned.quote, base(aligned.language)
+    return _sentence_text(index, row), own
+
+
+def _language(index: Index, row: int) -> str:
+    return base(index.documents[index.sentences[row][0]].language)
 
 
 def _sentence_text(index: Index, row: int) -> str:

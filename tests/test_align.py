@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.align import counterpart
+from rag.features import read_as
 from rag.store import Index, Manifest
 from rag.types import Document, Meta
 
@@ -39,3 +40,10 @@ def test_counterpart_is_the_most_similar_sentence_of_the_other_edition() -> None
 def test_no_counterpart_without_an_edition_in_that_language() -> None:
     assert counterpart(_index(zh_edition="another-issue"), 0, "zh") is None
     assert counterpart(_index(), 0, "en") is None  # the only English edition is the sentence's own
+
+
+def test_the_answer_features_read_a_sentence_of_the_other_edition_as_its_counterpart() -> None:
+    index = _index()
+    assert read_as(index, 3, "en") == ("The seminar was held in Hangzhou.", "en")
+    assert read_as(index, 3, "zh") == ("研讨会在杭州举行。", "zh")  # already in the question's language
+    assert read_as(_index(zh_edition="another-issue"), 3, "en") == ("研讨会在杭州举行。", "zh")  # no English edition

@@ -46,6 +46,9 @@ def test_chinese_names_are_proper_nouns_of_two_or_more_characters() -> None:
         ("Was the seminar held in Hangzhou?", BILINGUAL, ()),
         ("Who won the World Cup?", BILINGUAL, ("World Cup",)),
         ("Did experts visit Paris?", BILINGUAL, ("Paris",)),
+        # a run joining names the archive mentions, each whole: "IOM" + "European Union"
+        ("When did the IOM European Union experts attend?", BILINGUAL, ()),
+        ("When did the IOM World Cup experts attend?", BILINGUAL, ("IOM World Cup",)),
         ("Which city hosted the Seminar on Migrant Integration?", BILINGUAL, ()),
         ("移民融合研讨会在哪个城市举行？", BILINGUAL, ()),
         ("澳大利亚的专家参加了吗？", BILINGUAL, ("澳大利亚",)),
