@@ -96,20 +96,38 @@ def decide(
     return Decision(scored, logits[order], confidence, qf)
 
 
-def choose(index: Index, decision: Decision, settings: AnswerSettings) -> list[ScoredSentence]:
+def choose(index: Index, decision: Decision, settings: AnswerSettings, language: str = "") -> list[ScoredSentence]:
     """The sentences to quote, best first: the best one, others whose logit is within the margin, and the
-    lead-in of a list item (which carries the fact the item completes)."""
+    lead-in of a list item (which carries the fact the item completes). A sentence of the other language's
+    edition gives way to its counterpart in the question's `language` when that was retrieved too."""
     if not decision.sentences:
         return []
     best = float(decision.logits[0])
     chosen = [s for s, lg in zip(decision.sentences, decision.logits, strict=True) if lg >= best - settings.margin][
         : settings.max_sentences
     ]
+    if language:
+        chosen = list(dict.fromkeys(in_language(index, s, decision.sentences, base(language)) for s in chosen))
     for s in list(chosen):
         lead = lead_in(index, s, decision.sentences)
         if lead is not None and all(c.row != lead.row for c in chosen):
             chosen.append(dataclasses.replace(lead, place=s.hit))
     return chosen
+
+
+def in_language(
+    index: Index, item: ScoredSentence, sentences: Sequence[ScoredSentence], language: str
+) -> ScoredSentence:
+    """`item`, or the retrieved sentence that says the same in `language` (its aligned counterpart in that
+    language's edition of the newsletter): the asker reads their own language, and the citation points at the
+    edition written in it."""
+    spans = index.sentences
+    if base(index.documents[spans[item.row][0]].language) == language:
+        return item
+    aligned = counterpart(index, item.row, language)
+    if aligned is None:
+        return item
+    return next((s for s in sentences if spans[s.row] == (aligned.doc_id, aligned.start, aligned.end)), item)
 
 
 _BULLET = re.compile(r"^\s*(?:[•·▪◦●\-–*]|\d{1,2}[.)、])\s*")
@@ -162,7 +180,7 @@ def compose(
     if unknown := unknown_names(query, index.corpus) or off_topic(query, index.corpus):
         return Answer(question=question, language=language, abstained=True, answer=never_mentioned(unknown, language))
     decision = decide(index, hits, query, language, query_vectors, settings.model)
-    chosen = choose(index, decision, settings)
+    chosen = choose(index, decision, settings, language)
     if not chosen or decision.confidence < settings.abstain_below:
         return Answer(
             question=question,

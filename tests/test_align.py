@@ -47,3 +47,13 @@ def test_the_answer_features_read_a_sentence_of_the_other_edition_as_its_counter
     assert read_as(index, 3, "en") == ("The seminar was held in Hangzhou.", "en")
     assert read_as(index, 3, "zh") == ("研讨会在杭州举行。", "zh")  # already in the question's language
     assert read_as(_index(zh_edition="another-issue"), 3, "en") == ("研讨会在杭州举行。", "zh")  # no English edition
+
+
+def test_a_quote_gives_way_to_its_retrieved_counterpart_in_the_question_language() -> None:
+    from rag.answer import ScoredSentence, in_language
+
+    index = _index()
+    zh, en = ScoredSentence(row=3, hit=0, score=0.9), ScoredSentence(row=0, hit=1, score=0.6)
+    assert in_language(index, zh, [zh, en], "en") == en
+    assert in_language(index, zh, [zh], "en") == zh  # the counterpart was not retrieved: the quote stays
+    assert in_language(index, zh, [zh, en], "zh") == zh  # already in the question's language
