@@ -85,20 +85,15 @@ def latin_words(text: str) -> list[str]:
 def english_names(question: str) -> list[str]:
     """Capitalised runs that read as names.
 
-    English capitalises names, and the first word of every sentence. A run opening a sentence is a name only
-    when CC-CEDICT writes its word capitalised only ("Japan", not "Outline" or "Briefly"); a longer opening run
-    loses its first word when that is a function word ("Which EU countries" → "EU").
+    English capitalises names, and the first word of every sentence. The first word of a run opening a
+    sentence belongs to a name only when CC-CEDICT writes it capitalised only ("Japan", not "Outline" or
+    "Briefly"): "Which EU countries" → "EU", "Outline IOM's view" → "IOM".
     """
-    from rag.lexical import EN_STOPWORDS
-
     out = []
     for m in _EN_NAME.finditer(question):
         words = m.group().replace("-", " ").split()
-        if _SENTENCE_START.search(question[: m.start()]):
-            if len(words) == 1 and not cedict.is_proper_en(words[0]):
-                continue
-            if words[0].lower() in EN_STOPWORDS:
-                words = words[1:]
+        if _SENTENCE_START.search(question[: m.start()]) and not cedict.is_proper_en(words[0]):
+            words = words[1:]
         if not words or (len(words) == 1 and len(words[0]) < 2):
             continue
         out.append(" ".join(words))
@@ -160,8 +155,14 @@ def unknown_names(question: str, corpus: Corpus) -> tuple[str, ...]:
 
 
 def _known_en(name: str, corpus: Corpus) -> bool:
-    """An English name, or its CC-CEDICT translation, occurs in the archive."""
-    return corpus.mentions(name) or any(corpus.mentions(h) for h in cedict.en_to_zh(name, 3) if len(h) >= 2)
+    """An English name, or its CC-CEDICT translation, occurs in the archive. A word CC-CEDICT writes only
+    capitalised (a name) counts only by translations that are names too: "Japan" by 日本, not by 内地, a
+    headword CC-CEDICT also glosses "Japan" among common meanings ("inland", "mainland")."""
+    if corpus.mentions(name):
+        return True
+    name_only = " " not in name and cedict.is_proper_en(name)
+    heads = [h for h in cedict.en_to_zh(name, 3) if len(h) >= 2 and (not name_only or cedict.is_proper_zh(h))]
+    return any(corpus.mentions(h) for h in heads)
 
 
 def _known_in_parts(words: list[str], corpus: Corpus) -> bool:

@@ -28,6 +28,7 @@ def test_english_names_are_capitalised_runs_not_sentence_openers() -> None:
     assert english_names("Briefly, where was the seminar held?") == []
     assert english_names("Japan sent experts?") == ["Japan"]
     assert english_names("Which EU countries sent experts?") == ["EU"]  # an opening function word is dropped
+    assert english_names("Outline IOM's view of integration.") == ["IOM"]  # and an opening imperative
 
 
 def test_chinese_names_are_proper_nouns_of_two_or_more_characters() -> None:
@@ -46,6 +47,8 @@ def test_chinese_names_are_proper_nouns_of_two_or_more_characters() -> None:
         ("Was the seminar held in Hangzhou?", BILINGUAL, ()),
         ("Who won the World Cup?", BILINGUAL, ("World Cup",)),
         ("Did experts visit Paris?", BILINGUAL, ("Paris",)),
+        # 内地 ("inland", also glossed "Japan") occurs; 日本 does not
+        ("Did experts visit Japan?", Corpus.of([(EN, "en"), (ZH + "内地城市。", "zh")]), ("Japan",)),
         # a run joining names the archive mentions, each whole: "IOM" + "European Union"
         ("When did the IOM European Union experts attend?", BILINGUAL, ()),
         ("When did the IOM World Cup experts attend?", BILINGUAL, ("IOM World Cup",)),
