@@ -192,7 +192,7 @@ class Coverage:
     def _read(self, language: str) -> tuple[list[tuple[tuple[str, float], ...]], np.ndarray, np.ndarray]:
         language = base(language)
         if language not in self._concepts:
-            found = lexical.concepts(self.query, language, _LEXICAL)
+            found = [c for c in lexical.concepts(self.query, language, _LEXICAL) if not _asks(c)]
             idf = np.array([self._concept_idf(c, language) for c in found])
             general = np.array(
                 [min(general_weight(t, language) for t, w in c if w >= _BEST_TRANSLATION) for c in found]
@@ -216,6 +216,21 @@ class Coverage:
         return math.log1p((n - df + 0.5) / (df + 0.5))
 
 
+def question_word(token: str) -> bool:
+    """A Chinese token that asks rather than names: an interrogative joined by jieba to what follows it
+    (几名 "how many people", 哪家 "which (business)", 哪一年, 何时, 多少年) and unknown to CC-CEDICT as a word.
+    It is what the answer fills in, never a concept a passage should contain; words that only start like
+    one (几乎 "almost", 几何 "geometry") are CC-CEDICT headwords and stay concepts."""
+    from rag import cedict
+
+    return token.startswith(_INTERROGATIVES) and len(token) > 1 and not cedict.has(token)
+
+
+def _asks(concept: tuple[tuple[str, float], ...]) -> bool:
+    return len(concept) == 1 and question_word(concept[0][0])
+
+
+_INTERROGATIVES = ("哪", "几", "何", "谁", "多少", "什么")  # Chinese interrogative morphemes (a closed class)
 _LEXICAL = lexical.Settings()
 _BEST_TRANSLATION = 0.9  # translations within 10% of CC-CEDICT's best gloss count as the concept's word
 _RAREST_ZIPF = 8.0  # wordfreq's Zipf scale: 8 is "the", 0 a word never seen

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag.features import Coverage, general_weight
+from rag.features import Coverage, general_weight, question_word
 
 NO_ARCHIVE = SimpleNamespace(lexical=None)  # no passage index: every concept's archive idf is 1
 
@@ -36,3 +36,12 @@ def test_missing_is_the_most_specific_concept_a_text_leaves_out() -> None:
     assert coverage.missing("Nothing relevant here.", "en") == 1.0
     # Across languages, through CC-CEDICT: the Chinese sentence that names a hotel (酒店) leaves out less.
     assert coverage.missing("研讨会在杭州的一家酒店举行。", "zh") < coverage.missing("研讨会在杭州举行。", "zh")
+
+
+def test_chinese_question_words_are_no_concepts() -> None:
+    assert [question_word(w) for w in ("几名", "哪家", "哪一年", "何时", "多少年")] == [True] * 5
+    assert [question_word(w) for w in ("几乎", "几何", "代表", "几")] == [False] * 4
+    # "几名" is what the answer fills in: the passage that gives the number leaves nothing out
+    coverage = Coverage(NO_ARCHIVE, "研讨会中方来了几名代表？")
+    assert coverage.missing("研讨会中方来了25名代表。", "zh") == 0.0
+    assert coverage("研讨会中方来了25名代表。", "zh") == 1.0
