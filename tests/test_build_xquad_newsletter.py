@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,16 +13,13 @@ from rag.clean import clean
 from rag.ingest import discover, read, read_many
 from rag.lang import detect
 from rag.qa_eval import load_dataset, locate
+from tests import eval_scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_XQUAD = ROOT.parent / "shared" / "data" / "xquad"
 UNANSWERABLE = ROOT / "eval" / "datasets" / "xquad-heldout-unanswerable.jsonl"
 
-_spec = importlib.util.spec_from_file_location("build_xquad_newsletter", ROOT / "eval" / "build_xquad_newsletter.py")
-assert _spec and _spec.loader
-builder = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = builder  # dataclasses look their module up there
-_spec.loader.exec_module(builder)
+builder = eval_scripts.load("build_xquad_newsletter")
 
 # Two articles: the first is the dev split and must never appear; the second (the test split) has two
 # paragraphs and three questions, the Chinese file being the translation of the English one.

@@ -20,6 +20,7 @@ from rag.llm import ChatClient, ChatSettings, LLMError
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import Answer, Draft, Token, Turn
+from tests import eval_scripts
 
 EN_Q = "Where was the Seminar on Migrant Integration held?"
 QUOTE = "On 9-10 May 2023 a Seminar on Migrant Integration was held in Hangzhou, China."
@@ -355,7 +356,6 @@ def test_the_sse_stream_sends_draft_deltas_and_the_verified_answer(settings: Set
 
 
 def test_the_follow_up_dataset_is_sound_and_rebuilds_byte_for_byte() -> None:
-    import importlib.util
 
     from test_datasets import corpus_texts
 
@@ -370,8 +370,6 @@ def test_the_follow_up_dataset_is_sound_and_rebuilds_byte_for_byte() -> None:
     for c in conversations:
         assert c.evidence and all(quote in texts[doc_id] for doc_id, quote in c.evidence), c.cid
         assert c.second != c.standalone or not c.follow_up
-    spec = importlib.util.spec_from_file_location("build_followup", ROOT / "eval" / "build_followup.py")
-    builder = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(builder)  # type: ignore[union-attr]
+    builder = eval_scripts.load("build_followup")
     rebuilt = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in builder.build())
     assert rebuilt == (folder / "conversations.jsonl").read_text("utf-8")

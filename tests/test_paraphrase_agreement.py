@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("paraphrase_agreement", ROOT / "eval" / "paraphrase_agreement.py")
-assert _spec and _spec.loader
-agreement = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = agreement
-_spec.loader.exec_module(agreement)
+from tests import eval_scripts
+
+agreement = eval_scripts.load("paraphrase_agreement")
 
 PARAPHRASES = [
     {"id": "pp-en-001a", "language": "en", "question": "Which city?", "unanswerable": False, "paraphrase_of": "en-001"},

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests import eval_scripts
 
 
 @pytest.fixture(scope="module")
 def train():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("train_answer", ROOT / "eval" / "train_answer.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["train_answer"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return eval_scripts.load("train_answer")
 
 
 def _row(conf: float, unanswerable: bool, cited_right: bool = True, by_rule: bool = False) -> dict:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from rag.settings import Settings
+from tests import eval_scripts
 from tests.test_xquad import write_fake
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("xquad_fusion_grid", ROOT / "eval" / "xquad_fusion_grid.py")
-assert _spec and _spec.loader
-grid = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = grid
-_spec.loader.exec_module(grid)
+grid = eval_scripts.load("xquad_fusion_grid")
 
 
 def test_replay_matches_search(tmp_path: Path) -> None:
