@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from rag import lexical
+from rag import cedict, lexical
 from rag.align import counterpart
 from rag.lang import base, to_simplified
 from rag.retrieve import row_map
@@ -221,8 +221,6 @@ def question_word(token: str) -> bool:
     (几名 "how many people", 哪家 "which (business)", 哪一年, 何时, 多少年) and unknown to CC-CEDICT as a word.
     It is what the answer fills in, never a concept a passage should contain; words that only start like
     one (几乎 "almost", 几何 "geometry") are CC-CEDICT headwords and stay concepts."""
-    from rag import cedict
-
     return token.startswith(_INTERROGATIVES) and len(token) > 1 and not cedict.has(token)
 
 
