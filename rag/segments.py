@@ -154,9 +154,9 @@ class Segment:
         """Per-chunk languages, documents and sections as arrays (what filters and row maps need)."""
         return self.derived("codes", ChunkCodes.of)
 
-    def corpus_parts(self) -> dict[str, tuple[str, frozenset[str]]]:
-        """Document → (its text lowercased in Simplified script, its Latin words): for `scope.Corpus`."""
-        return self.derived("corpus", _corpus_parts)
+    def mentions(self) -> Any:
+        """Its documents for the name checks (`rag.mentions.SegmentMentions`), in `documents` order."""
+        return self.derived("mentions", _mentions)
 
     def doc_rows(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
         """Document → its chunk rows and its sentence rows (local)."""
@@ -250,15 +250,10 @@ class ChunkCodes:
         )
 
 
-def _corpus_parts(seg: Segment) -> dict[str, tuple[str, frozenset[str]]]:
-    from rag.lang import to_simplified
-    from rag.scope import latin_words
+def _mentions(seg: Segment) -> Any:
+    from rag.mentions import SegmentMentions
 
-    out = {}
-    for d, doc in seg.documents.items():
-        text = to_simplified(doc.text).lower()
-        out[d] = (text, frozenset(latin_words(text)))
-    return out
+    return SegmentMentions.of(doc.text for doc in seg.documents.values())
 
 
 _BLAS: list[Any] = []

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rag import segments as seglib
-from rag.scope import Corpus
+from rag.scope import Archive, Corpus
 from rag.segments import SEGMENTS, Segment
 from rag.types import Chunk, Document, Meta, Section
 
@@ -174,17 +174,18 @@ class Index:
         return out
 
     @cached_property
-    def corpus(self) -> Corpus:
+    def corpus(self) -> Archive:
         """All documents' text, for checking whether a question names something the newsletters mention."""
-        if self.parts:  # each segment's documents are prepared once per process, not per index version
-            texts: list[str] = []
-            words: set[str] = set()
+        if self.parts:  # each segment's postings are built once per process, not per index version
+            from rag.mentions import Mentions
+
+            pieces = []
             for p in self.parts:
-                for d, (text, latin) in p.segment.corpus_parts().items():
-                    if d not in p.deleted:
-                        texts.append(text)
-                        words |= latin
-            return Corpus.joined(texts, (d.language for d in self.documents.values()), words)
+                dead = None
+                if p.deleted:
+                    dead = np.fromiter((d in p.deleted for d in p.segment.documents), bool, len(p.segment.documents))
+                pieces.append((p.segment.mentions(), dead))
+            return Mentions(pieces, (d.language for d in self.documents.values()))
         return Corpus.of((d.text, d.language) for d in self.documents.values())
 
 
