@@ -36,6 +36,8 @@ def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
         "segment.json",
         "sentences-hash.npy",
         "sentences.jsonl",
+        "table.json",  # the chunks and sentences as columns (rag.tables): what a reader opens
+        "table.npz",
         "vectors-hash.npy",
     ]
     manifest = json.loads((version / "manifest.json").read_text())
