@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.rowfile import RowFile
 from rag.tables import TABLE, ChunkTable, SentenceTable, load_tables, save_tables
 from rag.types import Chunk, Document
 
@@ -410,10 +411,13 @@ def load_segment(
         sentence_vectors: dict[str, np.ndarray] = {}
         graphs: dict[str, Any] = {}
         for channel in embedders:
+            # Vectors only read by rows (those of an HNSW segment; sentence vectors) are read with pread
+            # (rag.rowfile); a flat segment's, searched by a full matrix product, are memory-mapped.
             current = f"vectors-{safe_name(channel)}.npy"
-            vectors[channel] = np.load(folder / f"vectors-{safe_name(channel)}.npy", mmap_mode="r")
+            path = folder / current
+            vectors[channel] = RowFile(path) if meta.get("dense") == "hnsw" else np.load(path, mmap_mode="r")
             current = f"sentences-{safe_name(channel)}.npy"
-            sentence_vectors[channel] = np.load(folder / f"sentences-{safe_name(channel)}.npy", mmap_mode="r")
+            sentence_vectors[channel] = RowFile(folder / current)  # type: ignore[assignment]
             if meta.get("dense") == "hnsw":  # read at the first search (the open stays cheap for writers)
                 current = f"hnsw-{safe_name(channel)}.faiss"
                 graph_files[channel] = os.open(folder / current, os.O_RDONLY)

@@ -69,3 +69,22 @@ def test_a_segment_without_tables_opens_as_one_with_them(settings, corpus) -> No
     pipe.ingest([corpus / "extra.txt"])  # the next write gives the kept segment its tables
     assert (folder / "table.npz").exists() and (folder / "table.json").exists()
     assert load_tables(folder, old.parts[0].segment.documents)[0][0] == chunks[0]
+
+
+def test_row_file_reads_rows_as_the_array(tmp_path: Path) -> None:
+    import numpy as np
+
+    from rag.rowfile import RowFile
+
+    a = np.arange(40, dtype=np.float32).reshape(10, 4)
+    np.save(tmp_path / "v.npy", a)
+    rows = RowFile(tmp_path / "v.npy")
+    assert rows.shape == (10, 4) and len(rows) == 10
+    for key in (3, -1, [7, 2, 3, 3, 9], np.array([], np.int64), slice(2, 5), slice(None, None, 3), a[:, 0] > 20):
+        np.testing.assert_array_equal(rows[key], a[key])
+    np.testing.assert_array_equal(np.asarray(rows), a)
+    np.testing.assert_array_equal(rows @ np.ones(4, np.float32), a @ np.ones(4, np.float32))
+    (tmp_path / "v.npy").unlink()
+    np.testing.assert_array_equal(rows[[1, 2]], a[[1, 2]])  # opened once: readable after it is deleted
+    with pytest.raises(IndexError):
+        rows[10]
