@@ -10,9 +10,13 @@ hold the term, and takes the rows of tombstoned documents out.
 from __future__ import annotations
 
 import bisect
+import mmap
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +40,8 @@ def han_pairs(text: str) -> np.ndarray:
 class SegmentMentions:
     """One segment's documents for name checks: texts, Latin words and Han pairs, each with its documents."""
 
-    blob: bytes  # the documents' texts, lowercased in Simplified script, UTF-8, each followed by "\n"
+    blob: Any  # bytes (or a read-only mmap of them): the documents' texts, lowercased in Simplified script,
+    # UTF-8, each followed by "\n"
     starts: np.ndarray  # (n_docs + 1,) byte offset of each document in `blob`
     words: Sequence[str]  # distinct Latin words, sorted
     word_ptr: np.ndarray  # (len(words) + 1,) CSR pointers into word_docs
@@ -74,6 +79,31 @@ class SegmentMentions:
 
     def __len__(self) -> int:
         return len(self.starts) - 1
+
+    _ARRAYS = ("starts", "word_ptr", "word_docs", "pairs", "pair_ptr", "pair_docs")
+
+    def save(self, folder: Path) -> None:
+        """Write into `folder` (new): `text.bin`, `words.txt` and one `.npy` per array, fsynced."""
+        folder.mkdir()
+        _write(folder / "text.bin", bytes(self.blob))
+        _write(folder / "words.txt", "\n".join(self.words).encode("utf-8"))
+        for name in self._ARRAYS:
+            with open(folder / f"{name}.npy", "wb") as fh:
+                np.save(fh, getattr(self, name))
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    @classmethod
+    def load(cls, folder: Path) -> SegmentMentions:
+        """What `save` wrote: the text and the postings memory-mapped, the words read."""
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS}
+        with open(folder / "text.bin", "rb") as fh:
+            blob: Any = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(fh.fileno()).st_size else b""
+        text = (folder / "words.txt").read_text("utf-8")
+        words = text.split("\n") if text else []
+        if len(arrays["word_ptr"]) != len(words) + 1 or len(blob) != int(arrays["starts"][-1]):
+            raise ValueError(f"{folder.name}: words or text do not match their postings")
+        return cls(blob=blob, words=words, **arrays)
 
     def word_range(self, prefix: str, whole: bool) -> tuple[int, int]:
         """Rows of `words` equal to `prefix` (whole) or starting with it."""
@@ -130,6 +160,13 @@ class SegmentMentions:
                     return True
                 at += 1
         return False
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _bounded(blob: bytes, at: int, n: int) -> bool:

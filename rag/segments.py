@@ -29,6 +29,7 @@ from rag.types import Chunk, Document
 
 SEGMENTS = "segments"
 META = "segment.json"  # written last: a segment folder without it is never read
+MENTIONS = "mentions"  # the documents' text and postings for the name checks (rag.mentions)
 FLAT_MAX = 50_000  # chunks up to which a segment's dense channels are searched exactly; above, HNSW
 HNSW_M = 32  # graph degree
 HNSW_EF_CONSTRUCTION = 80
@@ -123,6 +124,7 @@ class Segment:
     # the graph stays readable after the segment is deleted: /proc/self/fd/N)
     graph_files: dict[str, int] = field(default_factory=dict)
     chunk_sentences: list[list[int]] = field(default_factory=list)  # local chunk row → local sentence rows
+    folder: Path | None = None  # where it was read from (None: not written yet)
     __weakref__: Any = field(default=None, init=False, repr=False, compare=False)
     _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
@@ -296,7 +298,12 @@ def _doc_positions(seg: Segment) -> tuple[np.ndarray, np.ndarray]:
 def _mentions(seg: Segment) -> Any:
     from rag.mentions import SegmentMentions
 
-    return SegmentMentions.of(doc.text for doc in seg.documents.values())
+    if seg.folder is not None and (seg.folder / MENTIONS).is_dir():  # written with the segment: mapped
+        try:
+            return SegmentMentions.load(seg.folder / MENTIONS)
+        except (OSError, ValueError) as exc:
+            raise SegmentDamaged(MENTIONS, exc) from exc
+    return SegmentMentions.of(doc.text for doc in seg.documents.values())  # a segment written before them
 
 
 _BLAS: list[Any] = []
@@ -355,6 +362,9 @@ def write_segment(
     )
     if chunk_table is not None and sentence_table is not None and sentence_table.doc_ids == chunk_table.doc_ids:
         save_tables(folder, chunk_table, sentence_table)
+    from rag.mentions import SegmentMentions
+
+    SegmentMentions.of(doc.text for doc in seg.documents.values()).save(folder / MENTIONS)
     meta = {
         "name": seg.name,
         "documents": len(seg.documents),
@@ -441,7 +451,7 @@ def load_segment(
         _close_all(graph_files)
         raise
     seg = Segment(meta["name"], documents, chunks, sentences, vectors, sentence_vectors, lex, graphs)
-    seg.dense, seg.graph_files = str(meta.get("dense", "flat")), graph_files
+    seg.dense, seg.graph_files, seg.folder = str(meta.get("dense", "flat")), graph_files, folder
     weakref.finalize(seg, _close_all, graph_files)
     seg.chunk_sentences = SentenceRanges.of(chunks, sentences)  # type: ignore[assignment]
     with _CACHE_LOCK:

@@ -351,27 +351,38 @@ def write_index(index: Index, base: Index | None = None, deleted: Iterable[str] 
 
 
 def _add_tables(folder: Path, base: Index, names: set[str]) -> None:
-    """Give the kept segments written before tables (rag.tables) theirs, from the rows already read: the next
-    open reads them instead of parsing the jsonl. Only files are added (each renamed into place when complete,
-    `table.npz` last: a reader uses the tables once it is there)."""
+    """Give the kept segments written before tables (rag.tables) and name-check postings (rag.mentions) theirs,
+    from what is already read or derived: the next open reads them instead of parsing the jsonl and scanning the
+    text. Only files are added, each renamed into place when complete (`table.npz` after `table.json`)."""
+    from rag.mentions import SegmentMentions
     from rag.tables import TABLE, TABLE_NAMES, ChunkTable, SentenceTable, save_tables
 
     for part in base.parts:
         seg = part.segment
         target = folder / SEGMENTS / seg.name
-        if seg.name not in names or (target / TABLE).exists():
+        if seg.name not in names:
             continue
-        if not isinstance(seg.chunks, ChunkTable) or not isinstance(seg.sentences, SentenceTable):
-            continue
-        tmp = folder / SEGMENTS / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            save_tables(tmp, seg.chunks, seg.sentences)
-            os.rename(tmp / TABLE_NAMES, target / TABLE_NAMES)
-            os.rename(tmp / TABLE, target / TABLE)
-            _fsync_dir(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        tables = isinstance(seg.chunks, ChunkTable) and isinstance(seg.sentences, SentenceTable)
+        if not (target / TABLE).exists() and tables:
+            tmp = folder / SEGMENTS / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}"
+            tmp.mkdir()
+            try:
+                save_tables(tmp, seg.chunks, seg.sentences)  # type: ignore[arg-type]
+                os.rename(tmp / TABLE_NAMES, target / TABLE_NAMES)
+                os.rename(tmp / TABLE, target / TABLE)
+                _fsync_dir(target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / seglib.MENTIONS).exists():
+            tmp = folder / SEGMENTS / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}"
+            try:
+                mentions: SegmentMentions = seg.mentions()
+                mentions.save(tmp)
+                _fsync_dir(tmp)
+                os.rename(tmp, target / seglib.MENTIONS)
+                _fsync_dir(target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _kept_segments(base: Index, deleted: set[str]) -> list[dict[str, Any]]:

@@ -47,3 +47,15 @@ def test_candidates_are_the_documents_holding_every_key() -> None:
     assert m.candidates("欧盟").tolist() == [1, 3]  # 歐盟 is stored as 欧盟
     assert m.candidates("恤") is None  # one Han character: no pair to narrow it down
     assert len(han_pairs("a杭州b北")) == 1
+
+
+def test_saved_mentions_load_as_they_were(tmp_path) -> None:
+    m = SegmentMentions.of(t for t, _ in DOCS)
+    m.save(tmp_path / "mentions")
+    got = SegmentMentions.load(tmp_path / "mentions")
+    assert bytes(got.blob) == m.blob and list(got.words) == list(m.words)
+    index, want = Mentions([(got, None)], ["en", "zh"]), Mentions([(m, None)], ["en", "zh"])
+    for term in TERMS:
+        assert index.mentions(term) == want.mentions(term), term
+    SegmentMentions.of([]).save(tmp_path / "empty")
+    assert not Mentions([(SegmentMentions.load(tmp_path / "empty"), None)], []).mentions("x")

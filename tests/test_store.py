@@ -33,6 +33,7 @@ def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
         "chunks.jsonl",
         "documents.jsonl",
         "lexical",
+        "mentions",  # the documents' text and postings for the name checks (rag.mentions)
         "segment.json",
         "sentences-hash.npy",
         "sentences.jsonl",

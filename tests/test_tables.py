@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,13 +62,17 @@ def test_a_segment_without_tables_opens_as_one_with_them(settings, corpus) -> No
     gc.collect()  # the opened segment is shared while referenced
     (folder / "table.npz").unlink()
     (folder / "table.json").unlink()  # a segment written before tables: read from its jsonl
+    shutil.rmtree(folder / "mentions")  # and before the name checks' postings: derived when first asked
     old = open_index(settings.index_dir, ("hash",))
     assert list(old.chunks) == chunks and list(old.sentences) == sentences
     assert list(old.chunk_sentences) == ranges
     assert pipe.search("Where was the seminar on migrant integration held?")[0].chunk.doc_id == "news-en"
+    assert old.corpus.mentions("Hangzhou") and not old.corpus.mentions("Lisbon")
     (corpus / "extra.txt").write_text("EXTRA\n\nThe seminar in Lisbon.\n", "utf-8")
     pipe.ingest([corpus / "extra.txt"])  # the next write gives the kept segment its tables
-    assert (folder / "table.npz").exists() and (folder / "table.json").exists()
+    assert (folder / "table.npz").exists() and (folder / "table.json").exists() and (folder / "mentions").is_dir()
+    new = open_index(settings.index_dir, ("hash",))
+    assert new.corpus.mentions("Hangzhou") and new.corpus.mentions("Lisbon") and not new.corpus.mentions("Paris")
     assert load_tables(folder, old.parts[0].segment.documents)[0][0] == chunks[0]
 
 
