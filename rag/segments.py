@@ -300,7 +300,10 @@ def _mentions(seg: Segment) -> Any:
 
     if seg.folder is not None and (seg.folder / MENTIONS).is_dir():  # written with the segment: mapped
         try:
-            return SegmentMentions.load(seg.folder / MENTIONS)
+            mentions = SegmentMentions.load(seg.folder / MENTIONS)
+            if len(mentions) != len(seg.documents):
+                raise ValueError(f"{len(mentions)} documents, the segment has {len(seg.documents)}")
+            return mentions
         except (OSError, ValueError) as exc:
             raise SegmentDamaged(MENTIONS, exc) from exc
     return SegmentMentions.of(doc.text for doc in seg.documents.values())  # a segment written before them
