@@ -361,7 +361,9 @@ def write_segment(
         seg.lexical.save(folder / "lexical")
     chunk_table = seg.chunks if isinstance(seg.chunks, ChunkTable) else ChunkTable.of(seg.chunks, seg.documents)
     sentence_table = (
-        seg.sentences if isinstance(seg.sentences, SentenceTable) else SentenceTable.of(seg.sentences, seg.documents)
+        seg.sentences
+        if isinstance(seg.sentences, SentenceTable)
+        else SentenceTable.of(seg.sentences, list(seg.documents))
     )
     if chunk_table is not None and sentence_table is not None and sentence_table.doc_ids == chunk_table.doc_ids:
         save_tables(folder, chunk_table, sentence_table)
@@ -428,7 +430,8 @@ def load_segment(
             # (rag.rowfile); a flat segment's, searched by a full matrix product, are memory-mapped.
             current = f"vectors-{safe_name(channel)}.npy"
             path = folder / current
-            vectors[channel] = RowFile(path) if meta.get("dense") == "hnsw" else np.load(path, mmap_mode="r")
+            rows: Any = RowFile(path) if meta.get("dense") == "hnsw" else np.load(path, mmap_mode="r")
+            vectors[channel] = rows
             current = f"sentences-{safe_name(channel)}.npy"
             sentence_vectors[channel] = RowFile(folder / current)  # type: ignore[assignment]
             if meta.get("dense") == "hnsw":  # read at the first search (the open stays cheap for writers)
@@ -506,9 +509,12 @@ class SentenceRanges:
                 if len(np.unique(sentences.doc[order])) != len(order):  # a document's rows not consecutive
                     return _Lists(map_chunk_sentences(chunks, sentences))  # type: ignore[return-value]
                 rank[sentences.doc[order]] = np.arange(len(order))
-            return cls._of_arrays(
+            ranges = cls._of_arrays(
                 rank[sentences.doc], sentences.start, sentences.end, rank[chunks.doc], chunks.start, chunks.end
             )
+            if ranges is None:  # a document's sentences not in text order (never written so): the slow way
+                return _Lists(map_chunk_sentences(chunks, sentences))  # type: ignore[return-value]
+            return ranges
         doc_pos: dict[str, int] = {}
         s_doc = np.fromiter((doc_pos.setdefault(d, len(doc_pos)) for d, _a, _b in sentences), np.int64, len(sentences))
         s_start = np.fromiter((a for _d, a, _b in sentences), np.int64, len(sentences))

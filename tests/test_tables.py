@@ -93,3 +93,14 @@ def test_row_file_reads_rows_as_the_array(tmp_path: Path) -> None:
     np.testing.assert_array_equal(rows[[1, 2]], a[[1, 2]])  # opened once: readable after it is deleted
     with pytest.raises(IndexError):
         rows[10]
+
+
+def test_sentence_ranges_of_tables_equal_the_mapping_in_any_row_order() -> None:
+    from rag.segments import SentenceRanges, map_chunk_sentences
+
+    chunks = ChunkTable.of(CHUNKS, {"d1": DOC})
+    assert chunks is not None
+    for rows in (SENTENCES, [SENTENCES[2], SENTENCES[0], SENTENCES[1]]):  # in text order, then not
+        sentences = SentenceTable.of(rows, ["d1"])
+        assert sentences is not None
+        assert list(SentenceRanges.of(chunks, sentences)) == map_chunk_sentences(CHUNKS, rows)
