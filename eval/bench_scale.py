@@ -226,6 +226,11 @@ def phase_tile(args: argparse.Namespace) -> dict[str, Any]:
             (out / "sentences.jsonl").write_bytes(
                 b"".join(orjson.dumps({**row, "doc_id": row["doc_id"] + suffix}) + b"\n" for row in rows)
             )
+            if (out / "table.json").exists():  # the columnar tables (rag.tables) name the documents too
+                names = json.loads((out / "table.json").read_text("utf-8"))
+                names["doc_ids"] = [d + suffix for d in names["doc_ids"]]
+                names["ids"] = [i.split("#")[0] + suffix + "#" + i.rsplit("#", 1)[1] for i in names["ids"]]
+                (out / "table.json").write_text(json.dumps(names, ensure_ascii=False), "utf-8")
             meta = json.loads((out / "segment.json").read_text())
             (out / "segment.json").write_text(json.dumps({**meta, "name": name}))
             entries.append({**e, "name": name, "deleted": [d + suffix for d in e["deleted"]]})

@@ -777,10 +777,20 @@ def _specific(words: Sequence[str]) -> bool:
 
 def _rows_by_doc(index: Index) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """Document → its live chunk rows and its live sentence rows."""
-    chunks: dict[str, list[int]] = {}
+    if index.parts:  # from each segment's own map (no chunk is made)
+        chunks: dict[str, list[int]] = {}
+        sentences: dict[str, list[int]] = {}
+        for p in index.parts:
+            crows, srows = p.segment.doc_rows()
+            for d in p.segment.documents:
+                if d not in p.deleted:
+                    chunks[d] = [p.chunk_offset + r for r in crows.get(d, [])]
+                    sentences[d] = [p.sentence_offset + r for r in srows.get(d, [])]
+        return chunks, sentences
+    chunks = {}
     for i in _live_rows(index):
         chunks.setdefault(index.chunks[i].doc_id, []).append(i)
-    sentences: dict[str, list[int]] = {}
+    sentences = {}
     slive = index.sentence_live
     for i, (d, _a, _b) in enumerate(index.sentences):
         if slive is None or slive[i]:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol
 
 from rag import cedict
 from rag.lang import to_simplified
@@ -49,24 +50,11 @@ class Corpus:
             langs.add("zh" if language.startswith("zh") else "en")
         return cls("\n".join(parts), frozenset(langs))
 
-    @classmethod
-    def joined(cls, texts: Iterable[str], languages: Iterable[str], words: Iterable[str]) -> Corpus:
-        """From texts already lowercased in Simplified script and their Latin words (`latin_words`), kept per
-        document by the index so that a new index version does not scan the whole archive again."""
-        corpus = cls.__new__(cls)
-        object.__setattr__(corpus, "text", "\n".join(texts))
-        object.__setattr__(corpus, "languages", frozenset("zh" if x.startswith("zh") else "en" for x in languages))
-        object.__setattr__(corpus, "words", tuple(sorted(set(words))))
-        return corpus
-
     def mentions(self, term: str) -> bool:
-        term = to_simplified(term).lower().strip()
-        if not term:
-            return True
-        if _LATIN_WORD.fullmatch(term):  # "Korean" is mentioned by "Korea", "Japanese" by "Japan"
-            return self.has_word_starting(term, whole=True) or (
-                len(term) > 5 and self.has_word_starting(term[: max(4, len(term) - 3)])
-            )
+        return mentioned(self, term)
+
+    def has_text(self, term: str) -> bool:
+        """`term` (lowercased, Simplified) in the text: as whole words when ASCII, anywhere otherwise."""
         if term.isascii():
             return re.search(rf"(?<![a-z0-9]){re.escape(term)}(?![a-z0-9])", self.text) is not None
         return term in self.text
@@ -77,9 +65,31 @@ class Corpus:
         return i < len(self.words) and (self.words[i] == prefix if whole else self.words[i].startswith(prefix))
 
 
-def latin_words(text: str) -> list[str]:
-    """The Latin-script words `Corpus.words` holds, of a text already lowercased."""
-    return _LATIN_WORD.findall(text)
+class Archive(Protocol):
+    """What the name checks ask of the indexed documents: `Corpus` scans their text; `rag.mentions.Mentions`
+    answers from each segment's postings."""
+
+    @property
+    def languages(self) -> frozenset[str]: ...
+
+    def mentions(self, term: str) -> bool: ...
+
+    def has_text(self, term: str) -> bool: ...
+
+    def has_word_starting(self, prefix: str, whole: bool = False) -> bool: ...
+
+
+def mentioned(archive: Archive, term: str) -> bool:
+    """True when the archive mentions `term`: a Latin word as a word or, for a long one, a word sharing its
+    first letters; anything else as it is written (whole words when ASCII)."""
+    term = to_simplified(term).lower().strip()
+    if not term:
+        return True
+    if _LATIN_WORD.fullmatch(term):  # "Korean" is mentioned by "Korea", "Japanese" by "Japan"
+        return archive.has_word_starting(term, whole=True) or (
+            len(term) > 5 and archive.has_word_starting(term[: max(4, len(term) - 3)])
+        )
+    return archive.has_text(term)
 
 
 def english_names(question: str) -> list[str]:
@@ -133,7 +143,7 @@ def chinese_names(question: str) -> list[str]:
     return out
 
 
-def unknown_names(question: str, corpus: Corpus) -> tuple[str, ...]:
+def unknown_names(question: str, corpus: Archive) -> tuple[str, ...]:
     """The names a question asks about that no indexed document mentions, in either language."""
     unknown = []
     for name in english_names(question):
@@ -204,7 +214,7 @@ def content_words(question: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def off_topic(question: str, corpus: Corpus) -> tuple[str, ...]:
+def off_topic(question: str, corpus: Archive) -> tuple[str, ...]:
     """The question's content words when not one of them occurs in any indexed document, in either language
     ("怎么做红烧肉？", "How do I bake sourdough bread?"); () when the question touches the archive at all."""
     words = content_words(question)
@@ -217,7 +227,7 @@ def off_topic(question: str, corpus: Corpus) -> tuple[str, ...]:
     return tuple(words)
 
 
-def _mentions_inflected(word: str, corpus: Corpus) -> bool:
+def _mentions_inflected(word: str, corpus: Archive) -> bool:
     """ "attended" finds "attend", "seminars" finds "seminar": the word's stem as a word prefix."""
     from rag.lexical import stem
 

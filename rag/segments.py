@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import os
 import threading
 import weakref
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from rag.rowfile import RowFile
+from rag.tables import TABLE, ChunkTable, SentenceTable, load_tables, save_tables
 from rag.types import Chunk, Document
 
 SEGMENTS = "segments"
 META = "segment.json"  # written last: a segment folder without it is never read
+MENTIONS = "mentions"  # the documents' text and postings for the name checks (rag.mentions)
 FLAT_MAX = 50_000  # chunks up to which a segment's dense channels are searched exactly; above, HNSW
 HNSW_M = 32  # graph degree
 HNSW_EF_CONSTRUCTION = 80
@@ -108,8 +113,8 @@ class Segment:
 
     name: str
     documents: dict[str, Document]
-    chunks: list[Chunk]
-    sentences: list[tuple[str, int, int]]
+    chunks: Sequence[Chunk]  # a tables.ChunkTable when read from disk (rows made on access)
+    sentences: Sequence[tuple[str, int, int]]  # a tables.SentenceTable when read from disk
     vectors: dict[str, np.ndarray]
     sentence_vectors: dict[str, np.ndarray]
     lexical: Any = None  # rag.lexical.LexicalIndex | None
@@ -119,6 +124,7 @@ class Segment:
     # the graph stays readable after the segment is deleted: /proc/self/fd/N)
     graph_files: dict[str, int] = field(default_factory=dict)
     chunk_sentences: list[list[int]] = field(default_factory=list)  # local chunk row → local sentence rows
+    folder: Path | None = None  # where it was read from (None: not written yet)
     __weakref__: Any = field(default=None, init=False, repr=False, compare=False)
     _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
@@ -143,7 +149,8 @@ class Segment:
                 if graph is None and fd is not None:
                     import faiss
 
-                    graph = faiss.read_index(f"/proc/self/fd/{fd}")
+                    # memory-mapped (graph and vectors): page cache shared by every process, not a private copy
+                    graph = faiss.read_index(f"/proc/self/fd/{fd}", faiss.IO_FLAG_MMAP_IFC)
                     graph.hnsw.efSearch = HNSW_EF_SEARCH  # type: ignore[attr-defined]
                     self.graphs[channel] = graph
                     del self.graph_files[channel]
@@ -154,12 +161,18 @@ class Segment:
         """Per-chunk languages, documents and sections as arrays (what filters and row maps need)."""
         return self.derived("codes", ChunkCodes.of)
 
-    def corpus_parts(self) -> dict[str, tuple[str, frozenset[str]]]:
-        """Document → (its text lowercased in Simplified script, its Latin words): for `scope.Corpus`."""
-        return self.derived("corpus", _corpus_parts)
+    def mentions(self) -> Any:
+        """Its documents for the name checks (`rag.mentions.SegmentMentions`), in `documents` order."""
+        return self.derived("mentions", _mentions)
+
+    def doc_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each chunk's and each sentence's document, as positions in `documents` (-1: not one of them)."""
+        return self.derived("doc_positions", _doc_positions)
 
     def doc_rows(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
         """Document → its chunk rows and its sentence rows (local)."""
+        if isinstance(self.chunks, ChunkTable) and isinstance(self.sentences, SentenceTable):
+            return _group(self.chunks.doc, self.chunks.doc_ids), _group(self.sentences.doc, self.sentences.doc_ids)
         chunks: dict[str, list[int]] = {}
         for i, c in enumerate(self.chunks):
             chunks.setdefault(c.doc_id, []).append(i)
@@ -235,6 +248,20 @@ class ChunkCodes:
     def of(cls, seg: Segment) -> ChunkCodes:
         from rag.lang import base
 
+        table = seg.chunks
+        if isinstance(table, ChunkTable):  # from the columns: no chunk is made
+            bases = np.array([base(x) for x in table.names], dtype="<U8")
+            lowered = [x.lower() for x in table.names]
+            sections = list(dict.fromkeys(lowered))
+            section_of = np.array([sections.index(x) for x in lowered], np.int64)
+            return cls(
+                language=bases[table.language] if len(table) else np.zeros(0, "<U8"),
+                doc_ids=list(table.doc_ids),
+                chunk_doc=table.doc.astype(np.int64),
+                sections=sections,
+                chunk_section=section_of[table.section] if len(table) else np.zeros(0, np.int64),
+                chunk_ids=table.chunk_ids(),
+            )
         doc_pos: dict[str, int] = {}
         section_pos: dict[str, int] = {}
         chunks = seg.chunks
@@ -250,15 +277,36 @@ class ChunkCodes:
         )
 
 
-def _corpus_parts(seg: Segment) -> dict[str, tuple[str, frozenset[str]]]:
-    from rag.lang import to_simplified
-    from rag.scope import latin_words
+def _group(codes: np.ndarray, names: Sequence[str]) -> dict[str, list[int]]:
+    """Name → the rows whose code is its position, ascending."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    return {names[i]: order[a:b].tolist() for i, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a}
 
-    out = {}
-    for d, doc in seg.documents.items():
-        text = to_simplified(doc.text).lower()
-        out[d] = (text, frozenset(latin_words(text)))
-    return out
+
+def _doc_positions(seg: Segment) -> tuple[np.ndarray, np.ndarray]:
+    chunks, sentences = seg.chunks, seg.sentences
+    if isinstance(chunks, ChunkTable) and isinstance(sentences, SentenceTable):
+        return chunks.doc, sentences.doc
+    pos = {d: i for i, d in enumerate(seg.documents)}
+    return (
+        np.fromiter((pos.get(c.doc_id, -1) for c in chunks), np.int64, len(chunks)),
+        np.fromiter((pos.get(d, -1) for d, _a, _b in sentences), np.int64, len(sentences)),
+    )
+
+
+def _mentions(seg: Segment) -> Any:
+    from rag.mentions import SegmentMentions
+
+    if seg.folder is not None and (seg.folder / MENTIONS).is_dir():  # written with the segment: mapped
+        try:
+            mentions = SegmentMentions.load(seg.folder / MENTIONS)
+            if len(mentions) != len(seg.documents):
+                raise ValueError(f"{len(mentions)} documents, the segment has {len(seg.documents)}")
+            return mentions
+        except (OSError, ValueError) as exc:
+            raise SegmentDamaged(MENTIONS, exc) from exc
+    return SegmentMentions.of(doc.text for doc in seg.documents.values())  # a segment written before them
 
 
 _BLAS: list[Any] = []
@@ -311,6 +359,17 @@ def write_segment(
         _save_npy(folder / f"sentences-{safe_name(channel)}.npy", np.asarray(vectors, dtype=np.float32))
     if seg.lexical is not None:
         seg.lexical.save(folder / "lexical")
+    chunk_table = seg.chunks if isinstance(seg.chunks, ChunkTable) else ChunkTable.of(seg.chunks, seg.documents)
+    sentence_table = (
+        seg.sentences
+        if isinstance(seg.sentences, SentenceTable)
+        else SentenceTable.of(seg.sentences, list(seg.documents))
+    )
+    if chunk_table is not None and sentence_table is not None and sentence_table.doc_ids == chunk_table.doc_ids:
+        save_tables(folder, chunk_table, sentence_table)
+    from rag.mentions import SegmentMentions
+
+    SegmentMentions.of(doc.text for doc in seg.documents.values()).save(folder / MENTIONS)
     meta = {
         "name": seg.name,
         "documents": len(seg.documents),
@@ -362,18 +421,19 @@ def load_segment(
         meta = json.loads((folder / META).read_text("utf-8"))
         current = "documents.jsonl"
         documents = {d.doc_id: d for d in map(doc_from_json, read_jsonl(folder / "documents.jsonl"))}
-        current = "chunks.jsonl"
-        chunks = [chunk_from_json(j) for j in read_jsonl(folder / "chunks.jsonl")]
-        current = "sentences.jsonl"
-        sentences = [(j["doc_id"], j["start"], j["end"]) for j in read_jsonl(folder / "sentences.jsonl")]
+        chunks, sentences = _read_rows(folder, documents, read_jsonl, chunk_from_json)
         vectors: dict[str, np.ndarray] = {}
         sentence_vectors: dict[str, np.ndarray] = {}
         graphs: dict[str, Any] = {}
         for channel in embedders:
+            # Vectors only read by rows (those of an HNSW segment; sentence vectors) are read with pread
+            # (rag.rowfile); a flat segment's, searched by a full matrix product, are memory-mapped.
             current = f"vectors-{safe_name(channel)}.npy"
-            vectors[channel] = np.load(folder / f"vectors-{safe_name(channel)}.npy", mmap_mode="r")
+            path = folder / current
+            rows: Any = RowFile(path) if meta.get("dense") == "hnsw" else np.load(path, mmap_mode="r")
+            vectors[channel] = rows
             current = f"sentences-{safe_name(channel)}.npy"
-            sentence_vectors[channel] = np.load(folder / f"sentences-{safe_name(channel)}.npy", mmap_mode="r")
+            sentence_vectors[channel] = RowFile(folder / current)  # type: ignore[assignment]
             if meta.get("dense") == "hnsw":  # read at the first search (the open stays cheap for writers)
                 current = f"hnsw-{safe_name(channel)}.faiss"
                 graph_files[channel] = os.open(folder / current, os.O_RDONLY)
@@ -387,6 +447,9 @@ def load_segment(
             lex = LexicalIndex.load(folder / "lexical")
             if len(lex) != len(chunks):
                 raise ValueError(f"segment {folder.name}: lexical rows do not match chunks")
+    except SegmentDamaged:
+        _close_all(graph_files)
+        raise
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         _close_all(graph_files)
         raise SegmentDamaged(current, exc) from exc
@@ -394,12 +457,39 @@ def load_segment(
         _close_all(graph_files)
         raise
     seg = Segment(meta["name"], documents, chunks, sentences, vectors, sentence_vectors, lex, graphs)
-    seg.dense, seg.graph_files = str(meta.get("dense", "flat")), graph_files
+    seg.dense, seg.graph_files, seg.folder = str(meta.get("dense", "flat")), graph_files, folder
     weakref.finalize(seg, _close_all, graph_files)
     seg.chunk_sentences = SentenceRanges.of(chunks, sentences)  # type: ignore[assignment]
     with _CACHE_LOCK:
         _CACHE[key] = seg
     return seg
+
+
+def _read_rows(
+    folder: Path, documents: dict[str, Document], read_jsonl: Any, chunk_from_json: Any
+) -> tuple[Sequence[Chunk], Sequence[tuple[str, int, int]]]:
+    """A segment's chunks and sentences: its tables when it has them; else its jsonl, kept as tables (or, when
+    they cannot be, as lists)."""
+    if (folder / TABLE).exists():
+        try:
+            return load_tables(folder, documents)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise SegmentDamaged(TABLE, exc) from exc
+    try:
+        chunks: Sequence[Chunk] = [chunk_from_json(j) for j in read_jsonl(folder / "chunks.jsonl")]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SegmentDamaged("chunks.jsonl", exc) from exc
+    try:
+        sentences: Sequence[tuple[str, int, int]] = [
+            (j["doc_id"], j["start"], j["end"]) for j in read_jsonl(folder / "sentences.jsonl")
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SegmentDamaged("sentences.jsonl", exc) from exc
+    chunk_table = ChunkTable.of(chunks, documents)
+    sentence_table = SentenceTable.of(sentences, list(documents))
+    if chunk_table is not None and sentence_table is not None:
+        return chunk_table, sentence_table
+    return chunks, sentences
 
 
 class SentenceRanges:
@@ -411,6 +501,20 @@ class SentenceRanges:
 
     @classmethod
     def of(cls, chunks: Sequence[Chunk], sentences: Sequence[tuple[str, int, int]]) -> SentenceRanges:
+        if isinstance(chunks, ChunkTable) and isinstance(sentences, SentenceTable):
+            # the same document codes in both; a document's sentences are in text order: one code per run
+            order = np.concatenate([[0], np.flatnonzero(np.diff(sentences.doc)) + 1])
+            rank = np.full(len(sentences.doc_ids) + 1, -1, np.int64)
+            if len(sentences):
+                if len(np.unique(sentences.doc[order])) != len(order):  # a document's rows not consecutive
+                    return _Lists(map_chunk_sentences(chunks, sentences))  # type: ignore[return-value]
+                rank[sentences.doc[order]] = np.arange(len(order))
+            ranges = cls._of_arrays(
+                rank[sentences.doc], sentences.start, sentences.end, rank[chunks.doc], chunks.start, chunks.end
+            )
+            if ranges is None:  # a document's sentences not in text order (never written so): the slow way
+                return _Lists(map_chunk_sentences(chunks, sentences))  # type: ignore[return-value]
+            return ranges
         doc_pos: dict[str, int] = {}
         s_doc = np.fromiter((doc_pos.setdefault(d, len(doc_pos)) for d, _a, _b in sentences), np.int64, len(sentences))
         s_start = np.fromiter((a for _d, a, _b in sentences), np.int64, len(sentences))
@@ -418,11 +522,27 @@ class SentenceRanges:
         c_doc = np.fromiter((doc_pos.get(c.doc_id, -1) for c in chunks), np.int64, len(chunks))
         c_start = np.fromiter((c.start for c in chunks), np.int64, len(chunks))
         c_end = np.fromiter((c.end for c in chunks), np.int64, len(chunks))
+        ranges = cls._of_arrays(s_doc, s_start, s_end, c_doc, c_start, c_end)
+        if isinstance(ranges, SentenceRanges):
+            return ranges
+        return _Lists(map_chunk_sentences(chunks, sentences))  # type: ignore[return-value]
+
+    @classmethod
+    def _of_arrays(
+        cls,
+        s_doc: np.ndarray,
+        s_start: np.ndarray,
+        s_end: np.ndarray,
+        c_doc: np.ndarray,
+        c_start: np.ndarray,
+        c_end: np.ndarray,
+    ) -> SentenceRanges | None:
+        """From documents numbered in the order of their sentence rows (-1: a chunk of no such document); None
+        when the rows are not grouped by document in text order."""
         big = int(max(s_end.max(initial=0), c_end.max(initial=0))) + 1
         ends, starts = s_doc * big + s_end, s_doc * big + s_start  # sorted: rows grouped by document, in order
         if len(ends) and (np.any(np.diff(ends) < 0) or np.any(np.diff(starts) < 0)):
-            rows = map_chunk_sentences(chunks, sentences)  # not in that order (never written so): the slow way
-            return _Lists(rows)  # type: ignore[return-value]
+            return None  # not in that order (never written so): the caller maps them the slow way
         first = np.searchsorted(ends, c_doc * big + c_start, side="right")  # first sentence ending after start
         last = np.searchsorted(starts, c_doc * big + c_end, side="left")  # sentences starting before the end
         last = np.where(c_doc < 0, first, np.maximum(last, first))

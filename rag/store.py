@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rag import segments as seglib
-from rag.scope import Corpus
+from rag.scope import Archive, Corpus
 from rag.segments import SEGMENTS, Segment
 from rag.types import Chunk, Document, Meta, Section
 
@@ -174,17 +174,18 @@ class Index:
         return out
 
     @cached_property
-    def corpus(self) -> Corpus:
+    def corpus(self) -> Archive:
         """All documents' text, for checking whether a question names something the newsletters mention."""
-        if self.parts:  # each segment's documents are prepared once per process, not per index version
-            texts: list[str] = []
-            words: set[str] = set()
+        if self.parts:  # each segment's postings are built once per process, not per index version
+            from rag.mentions import Mentions
+
+            pieces = []
             for p in self.parts:
-                for d, (text, latin) in p.segment.corpus_parts().items():
-                    if d not in p.deleted:
-                        texts.append(text)
-                        words |= latin
-            return Corpus.joined(texts, (d.language for d in self.documents.values()), words)
+                dead = None
+                if p.deleted:
+                    dead = np.fromiter((d in p.deleted for d in p.segment.documents), bool, len(p.segment.documents))
+                pieces.append((p.segment.mentions(), dead))
+            return Mentions(pieces, (d.language for d in self.documents.values()))
         return Corpus.of((d.text, d.language) for d in self.documents.values())
 
 
@@ -247,20 +248,24 @@ def assemble(folder: Path, manifest: Manifest, pieces: list[tuple[Segment, froze
     """One Index over segments (each with its tombstoned documents): lists are joined, arrays stacked
     without copying, BM25 read across segments."""
     from rag.lexical import SegmentedLexical
+    from rag.tables import Joined
 
     documents: dict[str, Document] = {}
-    chunks: list[Chunk] = []
-    sentences: list[tuple[str, int, int]] = []
     parts: list[Part] = []
+    n_chunks = n_sentences = 0
     for seg, deleted in pieces:
         live = slive = None
         if deleted:
-            live = np.fromiter((c.doc_id not in deleted for c in seg.chunks), bool, len(seg.chunks))
-            slive = np.fromiter((d not in deleted for d, _a, _b in seg.sentences), bool, len(seg.sentences))
-        parts.append(Part(seg, len(chunks), len(sentences), deleted, live, slive))
+            alive = np.array([d not in deleted for d in seg.documents] + [True], bool)  # (-1: not a document)
+            chunk_docs, sentence_docs = seg.doc_positions()
+            live, slive = alive[chunk_docs], alive[sentence_docs]
+        parts.append(Part(seg, n_chunks, n_sentences, deleted, live, slive))
         documents.update((d, doc) for d, doc in seg.documents.items() if d not in deleted)
-        chunks += seg.chunks
-        sentences += seg.sentences
+        n_chunks += len(seg.chunks)
+        n_sentences += len(seg.sentences)
+    # rows are made when read (rag.tables): one list over every segment would hold a Chunk per row
+    chunks = Joined([p.segment.chunks for p in parts])
+    sentences = Joined([p.segment.sentences for p in parts])
     dims = manifest.dims
     # (a backend that keeps vectors elsewhere opens segments without them: rag/backend.py)
     channels = [ch for ch in manifest.embedders if all(ch in p.segment.vectors for p in parts)]
@@ -286,9 +291,9 @@ def assemble(folder: Path, manifest: Manifest, pieces: list[tuple[Segment, froze
         folder,
         manifest,
         documents,
-        chunks,
+        chunks,  # type: ignore[arg-type]
         vectors,
-        sentences,
+        sentences,  # type: ignore[arg-type]
         sentence_vectors,
         lexical,
         None,
@@ -338,9 +343,46 @@ def write_index(index: Index, base: Index | None = None, deleted: Iterable[str] 
     clean_stale(folder)
     seq = _version_seq(current.get("version", "")) + 1 if current else 1
     entries = _kept_segments(base, set(deleted)) if base is not None else []
+    if base is not None:
+        _add_tables(folder, base, {e["name"] for e in entries})
     if index.documents or not entries:
         entries.append(_write_segment(folder, index, f"s{seq:06d}-{uuid.uuid4().hex[:8]}"))
     _write_version(folder, index.manifest, entries, seq)
+
+
+def _add_tables(folder: Path, base: Index, names: set[str]) -> None:
+    """Give the kept segments written before tables (rag.tables) and name-check postings (rag.mentions) theirs,
+    from what is already read or derived: the next open reads them instead of parsing the jsonl and scanning the
+    text. Only files are added, each renamed into place when complete (`table.npz` after `table.json`)."""
+    from rag.mentions import SegmentMentions
+    from rag.tables import TABLE, TABLE_NAMES, ChunkTable, SentenceTable, save_tables
+
+    for part in base.parts:
+        seg = part.segment
+        target = folder / SEGMENTS / seg.name
+        if seg.name not in names:
+            continue
+        tables = isinstance(seg.chunks, ChunkTable) and isinstance(seg.sentences, SentenceTable)
+        if not (target / TABLE).exists() and tables:
+            tmp = folder / SEGMENTS / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}"
+            tmp.mkdir()
+            try:
+                save_tables(tmp, seg.chunks, seg.sentences)  # type: ignore[arg-type]
+                os.rename(tmp / TABLE_NAMES, target / TABLE_NAMES)
+                os.rename(tmp / TABLE, target / TABLE)
+                _fsync_dir(target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / seglib.MENTIONS).exists():
+            tmp = folder / SEGMENTS / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}"
+            try:
+                mentions: SegmentMentions = seg.mentions()
+                mentions.save(tmp)
+                _fsync_dir(tmp)
+                os.rename(tmp, target / seglib.MENTIONS)
+                _fsync_dir(target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _kept_segments(base: Index, deleted: set[str]) -> list[dict[str, Any]]:

@@ -220,12 +220,12 @@ def test_index_list_reports_a_damaged_index_and_lists_the_others(env: Path, corp
     assert run(capsys, "ingest", str(corpus))[0] == 0
     assert run(capsys, "ingest", str(corpus), "--index", "second")[0] == 0
     top = json.loads((env / "default" / "manifest.json").read_text())
-    (env / "default" / "segments" / top["segments"][0]["name"] / "chunks.jsonl").write_text("{not json\n", "utf-8")
+    (env / "default" / "segments" / top["segments"][0]["name"] / "table.npz").write_text("{not npz\n", "utf-8")
     code, out, _ = run(capsys, "index", "list")
     assert code == 1
     segment = top["segments"][0]["name"]
     assert out.splitlines()[0].startswith(
-        f"default: DAMAGED (index 'default' is damaged: segments/{segment}: chunks.jsonl: "
+        f"default: DAMAGED (index 'default' is damaged: segments/{segment}: table.npz: "
     )
     assert any(line.startswith("second: 2 newsletters") for line in out.splitlines())
     (env / "second" / "manifest.json").write_text("{", "utf-8")

@@ -33,9 +33,12 @@ def test_index_is_a_folder_of_plain_files(pipeline, settings) -> None:
         "chunks.jsonl",
         "documents.jsonl",
         "lexical",
+        "mentions",  # the documents' text and postings for the name checks (rag.mentions)
         "segment.json",
         "sentences-hash.npy",
         "sentences.jsonl",
+        "table.json",  # the chunks and sentences as columns (rag.tables): what a reader opens
+        "table.npz",
         "vectors-hash.npy",
     ]
     manifest = json.loads((version / "manifest.json").read_text())
