@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from rag.tables import row_index
+
 
 class RowFile:
     """A read-only 2-D float32 `.npy` whose rows are read on demand (indexing as a numpy array's rows)."""
@@ -46,9 +48,7 @@ class RowFile:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
-            i = int(key) + (len(self) if key < 0 else 0)
-            if not 0 <= i < len(self):
-                raise IndexError(key)
+            i = row_index(key, len(self))
             return self._read(i, 1)[0]
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from rag.rowfile import RowFile
-from rag.tables import TABLE, ChunkTable, SentenceTable, load_tables, save_tables
+from rag.tables import TABLE, ChunkTable, SentenceTable, load_tables, row_index, save_tables
 from rag.types import Chunk, Document
 
 SEGMENTS = "segments"
@@ -74,9 +74,7 @@ class Rows:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
-            i = int(key) + (len(self) if key < 0 else 0)
-            if not 0 <= i < len(self):
-                raise IndexError(key)
+            i = row_index(key, len(self))
             s = int(np.searchsorted(self.offsets, i, side="right")) - 1
             return np.asarray(self.parts[s][i - self.offsets[s]])
         if isinstance(key, slice):

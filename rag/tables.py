@@ -19,6 +19,15 @@ import numpy as np
 
 from rag.types import Chunk, Document
 
+
+def row_index(key: Any, n: int) -> int:
+    """`key` as a row of a sequence of `n` rows, counted from the end when negative; IndexError outside."""
+    i = int(key) + (n if key < 0 else 0)
+    if not 0 <= i < n:
+        raise IndexError(key)
+    return i
+
+
 TABLE = "table.npz"
 TABLE_NAMES = "table.json"
 
@@ -91,9 +100,7 @@ class ChunkTable(Sequence[Chunk]):
     def __getitem__(self, row: Any) -> Any:
         if isinstance(row, slice):
             return [self[i] for i in range(*row.indices(len(self)))]
-        row = int(row)
-        if row < 0:
-            row += len(self)
+        row = row_index(row, len(self))
         doc_id = self.doc_ids[self.doc[row]]
         start, end, ordinal = int(self.start[row]), int(self.end[row]), int(self.ordinal[row])
         spans = self.sentence_spans[self.sentence_ptr[row] : self.sentence_ptr[row + 1]].tolist()
@@ -216,11 +223,7 @@ class Joined(Sequence[Any]):
     def __getitem__(self, row: Any) -> Any:
         if isinstance(row, slice):
             return [self[i] for i in range(*row.indices(len(self)))]
-        row = int(row)
-        if row < 0:
-            row += len(self)
-        if not 0 <= row < len(self):
-            raise IndexError(row)
+        row = row_index(row, len(self))
         s = int(np.searchsorted(self.offsets, row, side="right")) - 1
         return self.parts[s][row - int(self.offsets[s])]
 
