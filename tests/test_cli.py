@@ -3,43 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from rag.cli import main
 from rag.store import open_index
-
-CONTRACT = [
-    "question",
-    "language",
-    "abstained",
-    "verdict",
-    "confidence",
-    "answer",
-    "citations",
-    "timings_ms",
-    "mode",
-    "sentences",
-    "notice",
-    "resolved_question",
-]
-CITATION = {"n", "doc_id", "title", "issue", "section", "quote", "start", "end", "passage", "score"}
+from tests.contract import ANSWER_KEYS, CITATION_KEYS, rag_env
 
 
 @pytest.fixture
 def env(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Settings for `main` through RAG_* variables: hash embedder, index root under tmp_path."""
-    for name in [n for n in os.environ if n.startswith("RAG_")]:
-        monkeypatch.delenv(name)
-    root = tmp_path / "index"
-    monkeypatch.setenv("RAG_EMBEDDERS", "hash")
-    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "0.2")
-    monkeypatch.setenv("RAG_CORPUS", str(corpus))
-    monkeypatch.setenv("RAG_INDEX_ROOT", str(root))
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "var"))
-    return root
+    return rag_env(monkeypatch, tmp_path, corpus, abstain_threshold="0.2")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -97,9 +73,9 @@ def test_batch_json_one_contract_object_per_line(env: Path, tmp_path: Path, caps
     assert [r["language"] for r in rows] == ["en", "zh"]
     index = open_index(env / "default")
     for r in rows:
-        assert list(r) == CONTRACT and not r["abstained"] and r["citations"]
+        assert list(r) == ANSWER_KEYS and not r["abstained"] and r["citations"]
         for c in r["citations"]:
-            assert set(c) >= CITATION
+            assert set(c) >= CITATION_KEYS
             assert index.documents[c["doc_id"]].text[c["start"] : c["end"]] == c["quote"]
     assert [c["doc_id"] for c in rows[0]["citations"]] == ["news-en"] and "Hangzhou" in rows[0]["answer"]
     assert [c["doc_id"] for c in rows[1]["citations"]] == ["news-zh"] and "北京" in rows[1]["answer"]
@@ -112,7 +88,7 @@ def test_batch_reports_a_bad_line_and_goes_on(env: Path, tmp_path: Path, capsys)
     first, second = (json.loads(line) for line in out.splitlines())
     assert code == 1
     assert list(first) == ["question", "error"] and "2001 characters" in first["error"]
-    assert list(second) == CONTRACT and not second["abstained"]
+    assert list(second) == ANSWER_KEYS and not second["abstained"]
 
 
 def test_batch_file_missing_exits_2(env: Path, tmp_path: Path, capsys) -> None:

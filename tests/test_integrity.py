@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,14 @@ from rag.embed import HashEmbedder
 from rag.ingest import doc_id_for, read
 from rag.pipeline import Pipeline, RemovalRefused, decode_question
 from rag.store import open_index
+from tests.contract import rag_env
 
 GOOD = "SEMINAR NEWS\n\nThe seminar on border management was held in Lisbon in March 2023.\n"
 
 
 @pytest.fixture
 def env(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in [n for n in os.environ if n.startswith("RAG_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("RAG_EMBEDDERS", "hash")
-    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "0.2")
-    monkeypatch.setenv("RAG_CORPUS", str(corpus))
-    monkeypatch.setenv("RAG_INDEX_ROOT", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "var"))
-    return tmp_path / "index"
+    return rag_env(monkeypatch, tmp_path, corpus, abstain_threshold="0.2")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -19,6 +19,7 @@ from rag.llm import ChatClient, ChatSettings, LLMError
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import Answer, Draft, Token
+from tests.contract import rag_env
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -186,14 +187,4 @@ def test_cli_streams_the_llm_text(
 
 @pytest.fixture
 def env_settings(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in [n for n in os.environ if n.startswith("RAG_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("RAG_EMBEDDERS", "hash")
-    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "0.0")
-    monkeypatch.setenv("RAG_CONFIDENT_THRESHOLD", "0.0")
-    monkeypatch.setenv("RAG_LLM_MAX_TOKENS", "16")
-    monkeypatch.setenv("RAG_CORPUS", str(corpus))
-    monkeypatch.setenv("RAG_INDEX_ROOT", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "var"))
+    rag_env(monkeypatch, tmp_path, corpus, abstain_threshold="0.0", confident_threshold="0.0", llm_max_tokens="16")
