@@ -292,7 +292,7 @@ def _content_words(question: str, language: str) -> list[str]:
     """Words worth swapping: English lowercase words of four or more letters (names left alone), Chinese
     words of two or more characters that are not names; stopwords and question words left out."""
     from rag.lexical import EN_STOPWORDS, ZH_STOPWORDS
-    from rag.scope import _tagged
+    from rag.scope import tagged
 
     if lang.base(language) == "en":
         return [w for w in re.findall(r"(?<![A-Za-z])[a-z]{4,}(?![A-Za-z])", question) if w not in EN_STOPWORDS]
@@ -300,7 +300,7 @@ def _content_words(question: str, language: str) -> list[str]:
     for run in re.findall(r"[\u4e00-\u9fff]+", question):
         out += [
             w
-            for w, flag in _tagged(run)
+            for w, flag in tagged(run)
             if len(w) >= 2 and w not in ZH_STOPWORDS and not flag.startswith(("nr", "ns", "nt", "nz", "r", "m"))
         ]
     return list(dict.fromkeys(out))

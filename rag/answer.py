@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.align import counterpart
-from rag.answer_model import AnswerModel, question_features, sigmoid
+from rag.answer_model import QUESTION_FEATURES, AnswerModel, question_features, sigmoid
 from rag.chunk import units
 from rag.features import SENTENCE_FEATURES, candidates
 from rag.lang import base, to_traditional
@@ -85,6 +85,11 @@ def decide(
     model: AnswerModel,
 ) -> Decision:
     """Score every candidate sentence with the sentence model and the question with the question model."""
+    if model.sentence.features != SENTENCE_FEATURES or model.question.features != QUESTION_FEATURES:
+        raise ValueError(
+            "the answer model was trained on other features than this code computes: "
+            "retrain it with eval/train_answer.py"
+        )
     found = candidates(index, hits, query, language, query_vectors)
     logits = model.sentence_logits(found.features)
     qf = question_features(

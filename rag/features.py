@@ -43,7 +43,6 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "type_missing",
     "numbers_missing",
     "future_missing",
-    "serial_conflict",
 )
 
 
@@ -118,7 +117,6 @@ def candidates(
         x[i, col["type_missing"]] = s.type_missing
         x[i, col["numbers_missing"]] = s.numbers_missing
         x[i, col["future_missing"]] = s.future_missing
-        x[i, col["serial_conflict"]] = s.serial_conflict
     top = {**hits[0].channels, "cov": passage_cov[0], "missing": passage_missing[0]}
     return Candidates(tuple(rows), x, asked, top)
 

@@ -122,7 +122,7 @@ def _posseg():  # type: ignore[no-untyped-def]
 
 
 @lru_cache(maxsize=1024)
-def _tagged(run: str) -> tuple[tuple[str, str], ...]:
+def tagged(run: str) -> tuple[tuple[str, str], ...]:
     """jieba's (word, part-of-speech) pairs for a run of Han characters."""
     return tuple((p.word, p.flag) for p in _posseg().cut(run))
 
@@ -137,7 +137,7 @@ def chinese_names(question: str) -> list[str]:
     for run in _HAN.findall(to_simplified(question)):
         out += [
             w
-            for w, flag in _tagged(run)
+            for w, flag in tagged(run)
             if flag.startswith(_PROPER_TAGS) and len(w) >= 2 and (cedict.is_proper_zh(w) or not cedict.has(w))
         ]
     return out
@@ -210,7 +210,7 @@ def content_words(question: str) -> list[str]:
 
     out = [w for w in re.findall(r"[a-z]{3,}", question.lower()) if w not in EN_STOPWORDS]
     for run in _HAN.findall(to_simplified(question)):
-        out += [w for w, _flag in _tagged(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
+        out += [w for w, _flag in tagged(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
     return list(dict.fromkeys(out))
 
 

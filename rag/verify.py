@@ -62,13 +62,6 @@ _NEXT_A = re.compile(
     r"\bnext\b|\bsucceed|\bsuccessor|\bupcoming\b|\bfuture\b|下一|下届|下次|接替|继任|即将|今后|未来", re.I
 )
 
-# Numbered series: "MMSP II" / "Phase III" / "第三期". A sentence about phase III does not answer for phase II.
-_SERIAL_EN = re.compile(r"\b([A-Za-z]{3,})(?:\s+|\s*[-–]\s*Phase\s+)(IV|IX|V?I{1,3}|V|X|\d+)\b(?!-)")
-_SERIAL_ZH = re.compile(r"第?([一二三四五六七八九十]|\d+)期")
-_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9, "X": 10}
-_HAN_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
-_PHASE = {"phase", "期"}
-
 # Question patterns, checked in this order; the first match is the expected answer type.
 _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("money", re.compile(r"\bbudget\b|how much (?:money|funding)|\bcost\b|预算|多少钱|多少资金|多少经费|金额", re.I)),
@@ -94,26 +87,13 @@ class Need:
     kind: str = "other"  # money, duration, ordinal, count, date, name, agent, place, other
     numbers: tuple[str, ...] = ()  # numbers the question names (years, issue numbers)
     future: bool = False  # the question asks about a next / successor / upcoming event
-    serials: frozenset[tuple[str, int]] = frozenset()  # numbered series the question names ("Phase II")
 
 
 def need(question: str) -> Need:
     """Read what kind of fact a question asks for."""
     q = to_simplified(question)
     kind = next((name for name, pattern in _TYPES if pattern.search(q)), "other")
-    return Need(kind=kind, numbers=tuple(re.findall(r"\d+", q)), future=bool(_NEXT_Q.search(q)), serials=serials(q))
-
-
-def serials(text: str) -> frozenset[tuple[str, int]]:
-    """(series, number) pairs: "MMSP II" → ("phase", 2), "第三期" → ("phase", 3), "World War II" → ("war", 2)."""
-    out = set()
-    for name, num in _SERIAL_EN.findall(text):
-        value = int(num) if num.isdigit() else _ROMAN.get(num)
-        if value is not None and (name.lower() in _PHASE or (num not in {"I", "V", "X"} and not num.isdigit())):
-            out.add(("phase" if name.lower() in _PHASE else name.lower(), value))
-    for num in _SERIAL_ZH.findall(text):
-        out.add(("phase", int(num) if num.isdigit() else _HAN_DIGITS[num]))
-    return frozenset(out)
+    return Need(kind=kind, numbers=tuple(re.findall(r"\d+", q)), future=bool(_NEXT_Q.search(q)))
 
 
 def _counts(text: str) -> list[str]:
@@ -166,24 +146,16 @@ class Signals:
     type_missing: float  # the question asks for a kind of fact and the sentence carries none
     numbers_missing: float  # share of the question's numbers the passage does not name
     future_missing: float  # a question about a next event, a passage that speaks of none
-    serial_conflict: float  # the sentence speaks only of another number of a series the question names
 
 
 def signals(n: Need, sentence: str, passage: str) -> Signals:
     """The answer-type signals of `sentence` for a question with need `n`."""
     typed = n.kind != "other"
     ok = typed and carries(n.kind, sentence)
-    conflict = False
-    if n.serials:
-        named = serials(to_simplified(sentence))
-        for series, number in n.serials:
-            others = {v for k, v in named if k == series}
-            conflict = conflict or bool(others and number not in others)
     missing = [num for num in n.numbers if num not in passage]
     return Signals(
         type_ok=float(ok),
         type_missing=float(typed and not ok),
         numbers_missing=len(missing) / len(n.numbers) if n.numbers else 0.0,
         future_missing=float(n.future and not _NEXT_A.search(to_simplified(passage))),
-        serial_conflict=float(conflict),
     )
