@@ -19,6 +19,7 @@ import numpy as np
 
 from rag import cedict, lexical
 from rag.align import counterpart
+from rag.focus import focus, named_in
 from rag.lang import base, to_simplified
 from rag.retrieve import row_map
 from rag.store import Index
@@ -34,6 +35,7 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "s_cov",
     "s_cov_gap",
     "p_cov",
+    "s_ctx_cov",
     "s_missing",
     "p_missing",
     "p_bm25",
@@ -43,6 +45,7 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "type_missing",
     "numbers_missing",
     "future_missing",
+    "focus_missing",
 )
 
 
@@ -78,15 +81,18 @@ def candidates(
     """
     asked = need(query)
     rows: list[Candidate] = []
+    before: list[int | None] = []  # the sentence before each candidate in its passage
     seen: set[int] = set()
     for h, hit in enumerate(hits):
         doc = index.documents[hit.chunk.doc_id]
-        for r in index.chunk_sentences[row_map(index)[hit.chunk.chunk_id]]:
+        in_passage = index.chunk_sentences[row_map(index)[hit.chunk.chunk_id]]
+        for i, r in enumerate(in_passage):
             _d, a, b = index.sentences[r]
             if r in seen or r in exclude or _is_heading(doc.text[a:b], hit):
                 continue
             seen.add(r)
             rows.append(Candidate(r, h))
+            before.append(in_passage[i - 1] if i else None)
     x = np.full((len(rows), len(SENTENCE_FEATURES)), np.nan, np.float64)
     if not rows:
         return Candidates((), x, asked, {})
@@ -105,12 +111,19 @@ def candidates(
     x[:, col["s_cov"]] = cov
     x[:, col["s_cov_gap"]] = cov - cov.max()
     x[:, col["p_cov"]] = [passage_cov[c.hit] for c in rows]
+    lead = [read_as(index, r, base(language))[0] if r is not None else "" for r in before]
+    x[:, col["s_ctx_cov"]] = [
+        coverage("\n".join((hits[c.hit].chunk.heading, p, t)), lang)
+        for c, p, t, lang in zip(rows, lead, texts, langs, strict=True)
+    ]
     x[:, col["s_missing"]] = [coverage.missing(t, lang) for t, lang in zip(texts, langs, strict=True)]
     passage_missing = {h: coverage.missing(hit.chunk.text, base(hit.chunk.language)) for h, hit in enumerate(hits)}
     x[:, col["p_missing"]] = [passage_missing[c.hit] for c in rows]
     x[:, col["p_bm25"]] = [hits[c.hit].channels.get("bm25", 0.0) for c in rows]
     x[:, col["rank"]] = [math.log1p(c.hit) for c in rows]
     x[:, col["same_language"]] = [float(_language(index, c.row) == base(language)) for c in rows]
+    asked_for = focus(query)
+    x[:, col["focus_missing"]] = [float(bool(asked_for.word) and not named_in(asked_for, t)) for t in texts]
     for i, c in enumerate(rows):
         s = signals(asked, _sentence_text(index, c.row), _with_meta(index, hits[c.hit]))
         x[i, col["type_ok"]] = s.type_ok

@@ -45,3 +45,18 @@ def test_chinese_question_words_are_no_concepts() -> None:
     coverage = Coverage(NO_ARCHIVE, "研讨会中方来了几名代表？")
     assert coverage.missing("研讨会中方来了25名代表。", "zh") == 0.0
     assert coverage("研讨会中方来了25名代表。", "zh") == 1.0
+
+
+def test_a_sentence_is_also_read_with_its_heading_and_the_sentence_before_it(pipeline) -> None:  # type: ignore[no-untyped-def]
+    from rag.features import SENTENCE_FEATURES, candidates
+
+    question = "How many representatives attended the Seminar on Migrant Integration?"
+    ev = pipeline.evidence(question)
+    found = candidates(ev.index, list(ev.hits), ev.query, ev.language, ev.vectors)
+    texts = [
+        ev.index.documents[ev.index.sentences[c.row][0]].text[slice(*ev.index.sentences[c.row][1:])]
+        for c in found.items
+    ]
+    row = found.features[texts.index("Over 30 representatives attended.")]
+    cov, ctx = (row[SENTENCE_FEATURES.index(n)] for n in ("s_cov", "s_ctx_cov"))
+    assert cov < 1.0 and ctx == 1.0  # "this seminar" is named by the sentence before and by the heading

@@ -220,7 +220,7 @@ def test_follow_up_without_llm_carries_the_previous_questions_rare_terms(pipelin
     assert zh.startswith("它在哪里举行？ ") and "边境" in zh
     answer = pipeline.ask("And how many representatives attended it?", history=(Turn(EN_Q),))
     assert answer.question == "And how many representatives attended it?"
-    assert answer.resolved_question != answer.question and "Hangzhou" in answer.answer
+    assert answer.resolved_question != answer.question and "30 representatives" in answer.answer
     assert answer.to_dict()["resolved_question"] == answer.resolved_question
 
 
