@@ -331,21 +331,19 @@ class _Field:
                 if i is None:
                     continue
                 lo, hi = int(indptr[i]), int(indptr[i + 1])  # the term's postings: a slice of the mapped arrays
-                if hi > lo:
-                    found.append((np.asarray(indices[lo:hi], np.int64), np.asarray(data[lo:hi], np.float32) * w))
+                if hi > lo:  # (a weight of 1 leaves the counts as they are: no copy)
+                    counts = np.asarray(data[lo:hi], np.float32)
+                    found.append((np.asarray(indices[lo:hi], np.int64), counts if w == 1.0 else counts * w))
             if not found:
                 continue
             r: np.ndarray
             v: np.ndarray
             if len(found) == 1:  # one term: its postings as they are
                 r, v = found[0]
-            else:  # a concept's terms in one passage add up, term by term (no sort: a mark per passage)
-                total = np.zeros(self.tf.shape[0], np.float64)
-                hit = np.zeros(self.tf.shape[0], np.bool_)
-                for x, y in found:
-                    total[x] += y
-                    hit[x] = True
-                r = np.flatnonzero(hit)
+            else:  # a concept's terms in one passage add up, in term order (counted per passage, not sorted)
+                at = np.concatenate([x for x, _ in found])
+                total = np.bincount(at, weights=np.concatenate([y for _, y in found]), minlength=self.tf.shape[0])
+                r = np.flatnonzero(np.bincount(at, minlength=self.tf.shape[0]))
                 v = np.asarray(total[r], np.float32)
             if live is not None:
                 keep = live[r]
@@ -402,7 +400,14 @@ def _field_scores(parts: Sequence[Part], query: Sequence[Concept], settings: Set
         norm = settings.k1 * (1 - settings.b + settings.b * np.asarray(f.length, np.float64) / avg)
         total = np.zeros(len(norm), np.float64)
         for qi, r, v in postings:  # concept by concept, as one sum over the collection would add them
-            total[r] += idf[qi] * v * (settings.k1 + 1) / (v + norm[r])
+            # idf * v * (k1 + 1) / (v + norm), in place (the same float64 operations in the same order)
+            x = v.astype(np.float64)
+            x *= idf[qi]
+            x *= settings.k1 + 1
+            d = norm[r]
+            d += v
+            x /= d
+            total[r] += x
         out.append((total / self_score).astype(np.float32))
     return out
 
@@ -615,6 +620,12 @@ class SegmentedLexical:
 
     def _field_parts(self, kind: str, lang: str) -> dict[int, Part]:
         """Part number → (field, global rows, live mask) of each segment holding `kind` passages of `lang`."""
+        cache = self.__dict__.setdefault("_field_parts_cache", {})  # the parts never change: made once
+        if (kind, lang) not in cache:
+            cache[kind, lang] = self._make_field_parts(kind, lang)
+        return cache[kind, lang]
+
+    def _make_field_parts(self, kind: str, lang: str) -> dict[int, Part]:
         out = {}
         for p, (o, lex, live) in enumerate(self.parts):
             f = getattr(lex, kind).get(lang)
