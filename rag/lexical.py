@@ -309,14 +309,21 @@ class _Field:
         tf.sort_indices()
         return cls(vocab, tf)
 
-    def postings(self, query: Sequence[Concept]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(passage row, concept position in `query`, summed count) for every passage a concept matches.
+    @cached_property
+    def _csc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indptr, indices, data) as plain arrays over the same memory (slicing a memory map object is slow)."""
+        return np.asarray(self.tf.indptr), np.asarray(self.tf.indices), np.asarray(self.tf.data)
 
-        A concept's translations count as one term (Pirkola's structured query): their counts add up. Only the
-        postings of the query's terms are read.
+    def postings(
+        self, query: Sequence[Concept], live: np.ndarray | None = None
+    ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(concept position in `query`, passage rows, summed counts) per concept matching a live passage.
+
+        A concept's translations count as one term (Pirkola's structured query): their counts add up, in the
+        order the concept lists them. Only the postings of the query's terms are read; rows come sorted.
         """
-        indptr, indices, data = self.tf.indptr, self.tf.indices, self.tf.data
-        rows, concept, vals = [], [], []
+        indptr, indices, data = self._csc
+        out = []
         for qi, c in enumerate(query):
             found = []
             for t, w in c:
@@ -324,24 +331,26 @@ class _Field:
                 if i is None:
                     continue
                 lo, hi = int(indptr[i]), int(indptr[i + 1])  # the term's postings: a slice of the mapped arrays
-                if hi > lo:
-                    found.append((np.asarray(indices[lo:hi], np.int64), np.asarray(data[lo:hi], np.float32) * w))
+                if hi > lo:  # (a weight of 1 leaves the counts as they are: no copy)
+                    counts = np.asarray(data[lo:hi], np.float32)
+                    found.append((np.asarray(indices[lo:hi], np.int64), counts if w == 1.0 else counts * w))
             if not found:
                 continue
             r: np.ndarray
             v: np.ndarray
             if len(found) == 1:  # one term: its postings as they are
                 r, v = found[0]
-            else:  # a concept's terms in one passage add up (one sort over this concept's postings only)
-                r, where = np.unique(np.concatenate([x for x, _ in found]), return_inverse=True)
-                v = np.bincount(where, weights=np.concatenate([y for _, y in found]), minlength=len(r))
-            rows.append(r)
-            vals.append(np.asarray(v, np.float32))
-            concept.append(np.full(len(r), qi, np.int64))
-        if not rows:
-            empty = np.zeros(0, np.int64)
-            return empty, empty, np.zeros(0, np.float32)
-        return np.concatenate(rows), np.concatenate(concept), np.concatenate(vals)
+            else:  # a concept's terms in one passage add up, in term order (counted per passage, not sorted)
+                at = np.concatenate([x for x, _ in found])
+                total = np.bincount(at, weights=np.concatenate([y for _, y in found]), minlength=self.tf.shape[0])
+                r = np.flatnonzero(np.bincount(at, minlength=self.tf.shape[0]))
+                v = np.asarray(total[r], np.float32)
+            if live is not None:
+                keep = live[r]
+                r, v = r[keep], v[keep]
+            if len(r):
+                out.append((qi, r, v))
+        return out
 
     def score(self, query: Sequence[Concept], settings: Settings) -> np.ndarray:
         """BM25 per passage divided by the query's self-score, so 1 ≈ every concept matched once."""
@@ -349,13 +358,12 @@ class _Field:
         return _bm25([(self, np.arange(n), None)], query, settings, n)
 
 
-def _bm25(
-    parts: Sequence[tuple[_Field, np.ndarray, np.ndarray | None]],
-    query: Sequence[Concept],
-    settings: Settings,
-    size: int,
-) -> np.ndarray:
-    """BM25 of `query` over several fields of one language read as one collection (segments of an index).
+Part = tuple[_Field, np.ndarray, "np.ndarray | None"]  # field, global row of each passage, live mask or None
+
+
+def _field_scores(parts: Sequence[Part], query: Sequence[Concept], settings: Settings) -> list[np.ndarray | None]:
+    """BM25 of `query` over several fields of one language read as one collection (segments of an index):
+    per part, its passages' scores (float32, 0 where nothing matches), or None when none matches.
 
     Each part is (field, global row of each of its passages, live mask of its passages or None). Document
     frequencies, the passage count and the mean length are those of the live passages of all parts together,
@@ -363,7 +371,7 @@ def _bm25(
     highest idf (so a pool that explains less of the query scores lower): the self-score is the idf sum.
     """
     if not query:
-        return np.zeros(size, np.float32)
+        return [None] * len(parts)
     n, total_len = 0, 0.0
     found = []
     for f, rows, live in parts:
@@ -374,27 +382,53 @@ def _bm25(
         else:
             n += int(live.sum())
             total_len += float(np.sum(length[live]))
-        r, c, v = f.postings(query)
-        if live is not None and len(r):
-            keep = live[r]
-            r, c, v = r[keep], c[keep], v[keep]
-        if len(r):
-            found.append((f, rows, r, c, v))
-    if not found or n == 0:
-        return np.zeros(size, np.float32)
+        found.append(f.postings(query, live))
+    if not any(found) or n == 0:
+        return [None] * len(parts)
     df = np.zeros(len(query), np.int64)
-    for *_, c, _v in found:
-        df += np.bincount(c, minlength=len(query))
+    for postings in found:
+        for qi, r, _v in postings:
+            df[qi] += len(r)
     idf = np.log1p((n - df + 0.5) / (df + 0.5))
     avg = max(total_len / n, 1e-9)
-    out_rows, out_vals = [], []
-    for f, rows, r, c, v in found:
-        norm = settings.k1 * (1 - settings.b + settings.b * np.asarray(f.length[r], np.float64) / avg)
-        out_vals.append(idf[c] * v * (settings.k1 + 1) / (v + norm))
-        out_rows.append(rows[r])
     self_score = float(idf.sum())
-    total = np.bincount(np.concatenate(out_rows), weights=np.concatenate(out_vals), minlength=size)
-    return (total / self_score).astype(np.float32)
+    out: list[np.ndarray | None] = []
+    for (f, _rows, _live), postings in zip(parts, found, strict=True):
+        if not postings:
+            out.append(None)
+            continue
+        norm = settings.k1 * (1 - settings.b + settings.b * np.asarray(f.length, np.float64) / avg)
+        total = np.zeros(len(norm), np.float64)
+        for qi, r, v in postings:  # concept by concept, as one sum over the collection would add them
+            # idf * v * (k1 + 1) / (v + norm), in place (the same float64 operations in the same order)
+            x = v.astype(np.float64)
+            x *= idf[qi]
+            x *= settings.k1 + 1
+            d = norm[r]
+            d += v
+            x /= d
+            total[r] += x
+        out.append((total / self_score).astype(np.float32))
+    return out
+
+
+def _bm25(parts: Sequence[Part], query: Sequence[Concept], settings: Settings, size: int) -> np.ndarray:
+    """`_field_scores` as one array over `size` global rows."""
+    out = np.zeros(size, np.float32)
+    for (_f, rows, _live), s in zip(parts, _field_scores(parts, query, settings), strict=True):
+        if s is not None:
+            out[rows] = s
+    return out
+
+
+def top_k(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best positive (row, score), best first, ties by row: what `LexicalIndex.search` keeps."""
+    pos = np.flatnonzero(scores > 0) if k > 0 else np.zeros(0, np.int64)
+    if len(pos) > k:
+        kth = np.partition(scores[pos], len(pos) - k)[len(pos) - k]
+        pos = pos[scores[pos] >= kth]  # the k best and any ties with the k-th
+    pos = pos[np.lexsort((rows[pos], -scores[pos]))][: max(k, 0)]
+    return rows[pos], scores[pos]
 
 
 @dataclass(frozen=True)
@@ -436,14 +470,15 @@ class LexicalIndex:
 
     def search(self, query: str, k: int = 50, language: str | None = None) -> list[tuple[int, float]]:
         """Top-k (row, score), best first; scores are comparable across the two languages."""
-        scores = self.scores(query, language)
-        top = np.flatnonzero(scores > 0)
-        top = top[np.lexsort((top, -scores[top]))][: max(k, 0)]
-        return [(int(i), float(scores[i])) for i in top]
+        return SegmentedLexical([(0, self, None)]).search(query, k, language)
 
     def scores(self, query: str, language: str | None = None) -> np.ndarray:
         """Every row's score for `query` as one array (0 where nothing matches)."""
         return SegmentedLexical([(0, self, None)]).scores(query, language)
+
+    def top(self, query: str, k: int, language: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best (row, score) with a positive score, best first, ties by row."""
+        return SegmentedLexical([(0, self, None)]).top(query, k, language)
 
     def document_frequency(self, term: str, language: str) -> tuple[int, int]:
         """(passages of `language` holding the index term, passages of `language`)."""
@@ -583,35 +618,79 @@ class SegmentedLexical:
             out[o : o + len(lex)] = lex.languages
         return tuple(out)
 
-    def _field_parts(self, kind: str, lang: str) -> list[tuple[_Field, np.ndarray, np.ndarray | None]]:
-        out = []
-        for o, lex, live in self.parts:
+    def _field_parts(self, kind: str, lang: str) -> dict[int, Part]:
+        """Part number → (field, global rows, live mask) of each segment holding `kind` passages of `lang`."""
+        cache = self.__dict__.setdefault("_field_parts_cache", {})  # the parts never change: made once
+        if (kind, lang) not in cache:
+            cache[kind, lang] = self._make_field_parts(kind, lang)
+        return cache[kind, lang]
+
+    def _make_field_parts(self, kind: str, lang: str) -> dict[int, Part]:
+        out = {}
+        for p, (o, lex, live) in enumerate(self.parts):
             f = getattr(lex, kind).get(lang)
             rows = lex._rows[lang]
             if f is None or not len(rows):
                 continue
-            out.append((f, rows + o, None if live is None else live[rows]))
+            out[p] = (f, rows + o, None if live is None else live[rows])
         return out
 
-    def scores(self, query: str, language: str | None = None) -> np.ndarray:
-        """Every row's score for `query` as one array (0 where nothing matches or the row is deleted)."""
+    def part_scores(self, query: str, language: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(global rows, float32 scores) per segment and language: `scores` without the array over every row."""
         source = base(language or detect(query))
-        scores = np.zeros(self.size, np.float32)
+        out = []
         for target in LANGUAGES:
             native = self._field_parts("native", target)
             if not native:
                 continue
-            s = _bm25(native, concepts(query, target, self.settings), self.settings, self.size)
+            scored = dict(
+                zip(
+                    native,
+                    _field_scores(list(native.values()), concepts(query, target, self.settings), self.settings),
+                    strict=True,
+                )
+            )
             translated = self._field_parts("translated", target)
             if target != source and translated:  # the source-language query against translated passages
-                extra = _bm25(translated, concepts(query, source, self.settings), self.settings, self.size)
-                s = (s + self.settings.doc_weight * extra) / (1 + self.settings.doc_weight)
-            scores += s
+                query_t = concepts(query, source, self.settings)
+                extra = dict(
+                    zip(translated, _field_scores(list(translated.values()), query_t, self.settings), strict=True)
+                )
+                w = self.settings.doc_weight
+                for p in sorted(native.keys() | translated.keys()):
+                    rows = (native.get(p) or translated[p])[1]
+                    s, e = scored.get(p), extra.get(p)
+                    if s is None and e is None:
+                        scored[p] = None
+                        continue
+                    s = np.zeros(len(rows), np.float32) if s is None else s
+                    e = np.zeros(len(rows), np.float32) if e is None else e
+                    scored[p] = (s + w * e) / (1 + w)
+            for p in sorted(scored):
+                s = scored[p]
+                if s is not None:
+                    out.append(((native.get(p) or translated[p])[1], s))
+        return out
+
+    def scores(self, query: str, language: str | None = None) -> np.ndarray:
+        """Every row's score for `query` as one array (0 where nothing matches or the row is deleted)."""
+        scores = np.zeros(self.size, np.float32)
+        for rows, s in self.part_scores(query, language):
+            scores[rows] += s
         return scores
+
+    def top(self, query: str, k: int, language: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best (row, score) with a positive score, best first, ties by row (as `search`), without an
+        array over every row: each segment's k best, then the k best of those."""
+        picked = [top_k(rows, s, k) for rows, s in self.part_scores(query, language)]
+        if not picked:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return top_k(np.concatenate([r for r, _ in picked]), np.concatenate([s for _, s in picked]), k)
 
     def search(self, query: str, k: int = 50, language: str | None = None) -> list[tuple[int, float]]:
         """Top-k (row, score), best first."""
-        return LexicalIndex.search(self, query, k, language)  # type: ignore[arg-type]
+        rows, scores = self.top(query, k, language)
+        return [(int(r), float(s)) for r, s in zip(rows, scores, strict=True)]
 
     def document_frequency(self, term: str, language: str) -> tuple[int, int]:
         """(passages of `language` holding the index term, passages of `language`), over all segments."""

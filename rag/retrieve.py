@@ -145,9 +145,10 @@ def search(
         candidates.update(dense_top(index, ch, query_vectors[ch], fusion.candidates, mask))
     lex: np.ndarray | None = None
     if index.lexical is not None and (fusion.weight("bm25") or fusion.weight("bm25", cross=True)):
-        lex = index.lexical.scores(query, language=language)
         if mask is None:  # BM25 keeps only its top matches (the filtered pool needs every match)
-            lex = _keep_top(lex, max(fusion.candidates * 5, 200))
+            lex = _top_scores(index.lexical, query, language, max(fusion.candidates * 5, 200))
+        else:
+            lex = index.lexical.scores(query, language=language)
         candidates.update(r for r in _top(lex, mask, fusion.candidates) if lex[r] > 0)
     rows = np.array(sorted(candidates), dtype=np.int64)
     if mask is not None:
@@ -239,6 +240,17 @@ def _top(scores: np.ndarray, mask: np.ndarray | None, k: int) -> list[int]:
     k = min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     return [int(r) for r in top if np.isfinite(scores[r])]
+
+
+def _top_scores(lexical: Any, query: str, language: str, k: int) -> np.ndarray:
+    """`_keep_top(lexical.scores(query), k)`, from the lexical index's own top k when it has one (rag.lexical
+    reads only its segments' best rows, not an array over every row)."""
+    if not hasattr(lexical, "top"):
+        return _keep_top(lexical.scores(query, language=language), k)
+    rows, scores = lexical.top(query, k, language=language)
+    out = np.zeros(len(lexical), np.float32)
+    out[rows] = scores
+    return out
 
 
 def _keep_top(scores: np.ndarray, k: int) -> np.ndarray:
