@@ -479,9 +479,12 @@ class Pipeline:
                 else:
                     progress("chunk", done, len(todo))
                     chunks.extend(new_chunks)
-                    reuse_chunk_rows.extend([None] * len(new_chunks))
                     sentences.extend((doc_id, a, b) for a, b in spans)
-                    reuse_sentence_rows.extend([None] * len(spans))
+                    # An update: passages and sentences whose text the indexed version has keep its vectors
+                    # (a vector depends on its text only); a new newsletter has none.
+                    was_chunks, was_sentences = _rows_of_text(old, doc_id, old_rows)
+                    reuse_chunk_rows.extend(was_chunks.get(c.text) for c in new_chunks)
+                    reuse_sentence_rows.extend(was_sentences.get(doc.text[a:b]) for a, b in spans)
                     continue
             assert old is not None
             crow, srow = old_rows[0][doc_id], old_rows[1][doc_id]
@@ -835,6 +838,18 @@ def _rows_by_doc(index: Index) -> tuple[dict[str, list[int]], dict[str, list[int
         if slive is None or slive[i]:
             sentences.setdefault(d, []).append(i)
     return chunks, sentences
+
+
+def _rows_of_text(
+    old: Index | None, doc_id: str, rows: tuple[dict[str, list[int]], dict[str, list[int]]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The indexed version of `doc_id`: its passages' and sentences' texts → their rows ({} when not indexed)."""
+    if old is None or doc_id not in old.documents:
+        return {}, {}
+    text = old.documents[doc_id].text
+    chunk_rows = {old.chunks[r].text: r for r in rows[0].get(doc_id, ())}
+    sentence_rows = {text[old.sentences[r][1] : old.sentences[r][2]]: r for r in rows[1].get(doc_id, ())}
+    return chunk_rows, sentence_rows
 
 
 def _same(old: Index | None, doc: Document) -> bool:

@@ -119,3 +119,24 @@ def test_e5_batches_are_shared_evenly_between_workers(workers: int) -> None:
     assert max(padded) <= 1.5 * min(padded)
     assert sorted(j for b in batches for j in b) == list(range(len(windows)))
     assert fast._budget(windows, 1) == 2048  # one worker: the budget as configured
+
+
+def test_an_update_embeds_only_the_texts_its_indexed_version_lacks(settings, corpus: Path) -> None:
+    emb = Recording()
+    pipe = Pipeline(settings, {"hash": emb})
+    pipe.ingest([corpus])
+    before = open_index(settings.index_dir, ("hash",))
+    old_chunks = {c.text: np.asarray(before.vectors["hash"])[i] for i, c in enumerate(before.chunks)}
+    old_texts = set(old_chunks) | {before.documents[d].text[a:b] for d, a, b in before.sentences}
+    emb.embedded.clear()
+    path = corpus / "news-en.txt"
+    path.write_text(path.read_text("utf-8") + "\n\nINFOBITES\n\nThe office in Hangzhou opened in May 2023.\n", "utf-8")
+    report = pipe.ingest([path])
+    assert report.updated == ("news-en",) and any("opened in May 2023" in t for t in emb.embedded)
+    assert not set(emb.embedded) & old_texts  # nothing the indexed version had is embedded again
+    after = open_index(settings.index_dir, ("hash",))
+    live = [i for i, c in enumerate(after.chunks) if c.doc_id == "news-en" and (after.live is None or after.live[i])]
+    kept = [i for i in live if after.chunks[i].text in old_chunks]
+    assert kept and report.embedded_chunks == len(live) - len(kept) > 0
+    for i in kept:  # their vectors copied from the indexed version
+        np.testing.assert_array_equal(np.asarray(after.vectors["hash"])[i], old_chunks[after.chunks[i].text])
