@@ -331,6 +331,7 @@ def _add_while_asking(args: argparse.Namespace, pipe: Any, questions: list[str])
     cmd = [sys.executable, __file__, "--phase", "add", "--size", str(args.size), "--work", str(args.work)]
     cmd += ["--backend", args.backend] + ([] if args.real_cost else ["--no-real-cost"])
     cmd += [] if args.writer_nice is None else ["--writer-nice", str(args.writer_nice)]
+    cmd += ["--warm-writer"] if args.warm_writer else []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     asks: list[tuple[float, float]] = []  # (start, ms)
     done = threading.Event()
@@ -396,6 +397,9 @@ def phase_add(args: argparse.Namespace) -> dict[str, Any]:
         emb.encode_documents(["warm up"])
         emb.real_seconds = 0.0
     pipe.answer_settings()
+    if args.warm_writer:  # a long-lived writer (the web app's admin panel): index open, word lists and jieba loaded
+        pipe.warm_up()
+        import langchain_text_splitters  # noqa: F401  (the chunker's splitter, imported at its first use)
     files = sorted(p for p in (args.work / f"add-{args.size}").iterdir() if p.suffix in (".txt", ".md"))
     marks: list[tuple[str, float]] = []  # (stage, when its latest step finished)
 
@@ -421,6 +425,7 @@ def phase_add(args: argparse.Namespace) -> dict[str, Any]:
         "segments_after": len(manifest.get("segments", [])),
         "real_encoders": args.real_cost,
         "writer_nice": getattr(settings, "writer_nice", None),  # levels below the caller (rag/priority.py)
+        "warm_writer": args.warm_writer,
     }
 
 
@@ -439,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--tile-from", type=int, default=0, help="build sizes above this one as copies of its index (1M: 100000)"
+    )
+    parser.add_argument(
+        "--warm-writer",
+        action="store_true",
+        help="the adding writer opens the index and loads its word lists before the timed ingest (a long-lived "
+        "writer such as the web app's) instead of paying them in it (a fresh `newsletter-qa ingest`)",
     )
     parser.add_argument("--phase", choices=("build", "serve", "add", "tile"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -459,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, __file__, "--phase", phase, "--size", str(size), "--work", str(args.work)]
             cmd += ["--tile-from", str(args.tile_from)]
             cmd += [] if args.writer_nice is None else ["--writer-nice", str(args.writer_nice)]
+            cmd += ["--warm-writer"] if args.warm_writer else []
             cmd += ["--backend", args.backend, "--limit", str(args.limit), "--batch-chunks", str(args.batch_chunks)]
             cmd += ([] if args.real_cost else ["--no-real-cost"]) + (
                 ["--add"] if phase == "serve" and size in add_at else []
