@@ -536,7 +536,7 @@ class Pipeline:
         deleted = set(base.documents) - {d for d in all_docs if d not in docs} if base is not None else set()
         n_chunks, n_sentences = len(chunks), len(sentences)
         if base is not None:  # plus the rows the new version keeps from its older segments
-            kept_chunks, kept_sentences = _rows_by_doc(base)
+            kept_chunks, kept_sentences = old_rows if old is base else _rows_by_doc(base)
             n_chunks += sum(len(rows) for d, rows in kept_chunks.items() if d not in deleted)
             n_sentences += sum(len(rows) for d, rows in kept_sentences.items() if d not in deleted)
         manifest = Manifest(
