@@ -10,6 +10,7 @@ back would, so the work runs in a thread of its own that ends with it instead of
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sys
 import threading
@@ -47,13 +48,14 @@ def run_lowered(work: Callable[[], T], increment: int) -> T:
     if increment <= 0 or not supported() or getattr(_LOWERED, "active", False):
         return work()
     out: dict[str, object] = {}
+    context = contextvars.copy_context()  # the caller's context variables (rag.service runs writers in one)
 
     def body() -> None:
         _LOWERED.active = True
         with contextlib.suppress(OSError):  # not permitted here (a sandbox): run at the caller's priority
             lower_this_thread(increment)
         try:
-            out["result"] = work()
+            out["result"] = context.run(work)
         except BaseException as exc:  # handed to the caller, who raises it
             out["error"] = exc
 

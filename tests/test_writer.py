@@ -3,6 +3,7 @@ vectors are reused, and e5's batches are shared evenly between its worker thread
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 from pathlib import Path
@@ -43,6 +44,12 @@ def test_work_runs_lowered_and_the_caller_keeps_its_priority() -> None:
     nested = priority.run_lowered(lambda: priority.run_lowered(priority.thread_nice, 3), 3)
     assert nested == min(19, before + 3)  # lowered once, not twice
     assert priority.run_lowered(threading.get_native_id, 0) == threading.get_native_id()  # 0: in place
+
+
+def test_the_lowered_work_sees_the_callers_context_variables() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+    var.set("admin")
+    assert priority.run_lowered(var.get, 5) == "admin"
 
 
 def test_an_exception_in_the_lowered_work_reaches_the_caller() -> None:
