@@ -330,6 +330,8 @@ def _add_while_asking(args: argparse.Namespace, pipe: Any, questions: list[str])
         idle.append((time.perf_counter() - t) * 1000)
     cmd = [sys.executable, __file__, "--phase", "add", "--size", str(args.size), "--work", str(args.work)]
     cmd += ["--backend", args.backend] + ([] if args.real_cost else ["--no-real-cost"])
+    cmd += [] if args.writer_nice is None else ["--writer-nice", str(args.writer_nice)]
+    cmd += ["--warm-writer"] if args.warm_writer else []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     asks: list[tuple[float, float]] = []  # (start, ms)
     done = threading.Event()
@@ -368,19 +370,45 @@ def _add_while_asking(args: argparse.Namespace, pipe: Any, questions: list[str])
     }
 
 
+def _stages(marks: list[tuple[str, float]], start: float, end: float) -> dict[str, float]:
+    """Wall seconds per stage from the ingest's progress calls: a stage runs from the previous stage's last
+    step to its own last one ("clean" includes reading the files, "chunk" opening the index), and
+    "write" (segment, swap, merge) from the last step to the end."""
+    last: dict[str, float] = {}
+    for stage, when in marks:
+        last[stage] = when
+    out: dict[str, float] = {}
+    prev = start
+    for stage, when in sorted(last.items(), key=lambda kv: kv[1]):
+        out[stage] = round(when - prev, 2)
+        prev = when
+    out["write"] = round(end - prev, 2)
+    return out
+
+
 def phase_add(args: argparse.Namespace) -> dict[str, Any]:
     from rag.pipeline import Pipeline
 
     settings = _settings(args.work, args.size, args.backend)
+    if args.writer_nice is not None:
+        settings = settings.replace(writer_nice=args.writer_nice)
     pipe = Pipeline(settings, _embedders(real=args.real_cost))
     for emb in pipe.embedders.values():  # models loaded before the timed ingest, and not counted in it
         emb.encode_documents(["warm up"])
         emb.real_seconds = 0.0
     pipe.answer_settings()
+    if args.warm_writer:  # a long-lived writer (the web app's admin panel): index open, word lists and jieba loaded
+        pipe.warm_up()
+        import langchain_text_splitters  # noqa: F401  (the chunker's splitter, imported at its first use)
     files = sorted(p for p in (args.work / f"add-{args.size}").iterdir() if p.suffix in (".txt", ".md"))
+    marks: list[tuple[str, float]] = []  # (stage, when its latest step finished)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        marks.append((stage, time.perf_counter()))
+
     start = time.time()
     t = time.perf_counter()
-    report = pipe.ingest(files)
+    report = pipe.ingest(files, progress)
     seconds = time.perf_counter() - t
     embed_s = sum(getattr(e, "real_seconds", 0.0) for e in pipe.embedders.values())
     end = time.time()
@@ -391,10 +419,13 @@ def phase_add(args: argparse.Namespace) -> dict[str, Any]:
         "add_s": round(seconds, 2),
         "real_encoding_s": round(embed_s, 2),  # of add_s: the real models encoding the new texts
         "index_s": round(seconds - embed_s, 2),  # the rest: clean, chunk, BM25, segment, swap, merge
+        "stages_s": _stages(marks, t, t + seconds),  # wall seconds per ingest stage (real encoding included)
         "added": list(report.added),
         "embedded_chunks": report.embedded_chunks,
         "segments_after": len(manifest.get("segments", [])),
         "real_encoders": args.real_cost,
+        "writer_nice": getattr(settings, "writer_nice", None),  # levels below the caller (rag/priority.py)
+        "warm_writer": args.warm_writer,
     }
 
 
@@ -409,7 +440,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="questions per ask run (0: all of mmsp-dev)")
     parser.add_argument("--no-real-cost", dest="real_cost", action="store_false")
     parser.add_argument(
+        "--writer-nice", type=int, default=None, help="the adding writer's Settings.writer_nice (default: its default)"
+    )
+    parser.add_argument(
         "--tile-from", type=int, default=0, help="build sizes above this one as copies of its index (1M: 100000)"
+    )
+    parser.add_argument(
+        "--warm-writer",
+        action="store_true",
+        help="the adding writer opens the index and loads its word lists before the timed ingest (a long-lived "
+        "writer such as the web app's) instead of paying them in it (a fresh `newsletter-qa ingest`)",
     )
     parser.add_argument("--phase", choices=("build", "serve", "add", "tile"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -429,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         for phase in ("tile" if tiled else "build", "serve"):
             cmd = [sys.executable, __file__, "--phase", phase, "--size", str(size), "--work", str(args.work)]
             cmd += ["--tile-from", str(args.tile_from)]
+            cmd += [] if args.writer_nice is None else ["--writer-nice", str(args.writer_nice)]
+            cmd += ["--warm-writer"] if args.warm_writer else []
             cmd += ["--backend", args.backend, "--limit", str(args.limit), "--batch-chunks", str(args.batch_chunks)]
             cmd += ([] if args.real_cost else ["--no-real-cost"]) + (
                 ["--add"] if phase == "serve" and size in add_at else []

@@ -34,7 +34,9 @@ _GEN = re.compile(r"Generation (\d+):")
 def _settings(root: Path, corpus: Path):  # type: ignore[no-untyped-def]
     from rag.settings import Settings
 
-    return Settings(corpus=corpus, index_root=root, embedders=("hash",), lexical=True)
+    # The writer at the readers' priority: this checks what readers see while versions are swapped, and two readers
+    # opening in a loop would leave a lowered writer (Settings.writer_nice) too little CPU to swap in the time.
+    return Settings(corpus=corpus, index_root=root, embedders=("hash",), lexical=True, writer_nice=0)
 
 
 def _write_generation(corpus: Path, g: int) -> None:

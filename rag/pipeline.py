@@ -27,6 +27,7 @@ from rag.clean import clean
 from rag.embcache import EmbeddingCache
 from rag.embed import Embedder, load_embedder
 from rag.ingest import IngestError, discover_sources, read_many
+from rag.priority import run_lowered
 from rag.retrieve import Filters, FusionSettings, search
 from rag.scope import unknown_names
 from rag.settings import Settings
@@ -256,7 +257,21 @@ class Pipeline:
         Unchanged documents keep their vectors. `rebuild` re-embeds every document the index holds plus the
         ones given; `replace_all` makes the index hold exactly the files given (removals go through `confirm`);
         `replace` lets a file take over the doc_id another path holds (an admin uploading a new version).
+        The work runs `settings.writer_nice` levels below the caller's priority (rag/priority.py).
         """
+        return run_lowered(
+            lambda: self._ingest(paths, progress, rebuild, replace_all, confirm, replace), self.settings.writer_nice
+        )
+
+    def _ingest(
+        self,
+        paths: Iterable[Path],
+        progress: Progress,
+        rebuild: bool,
+        replace_all: bool,
+        confirm: Confirm | None,
+        replace: bool,
+    ) -> IngestReport:
         t0 = time.perf_counter()
         paths = [Path(os.path.abspath(p)) for p in paths]  # a document's path is part of its identity
         sources = discover_sources(paths)
@@ -307,6 +322,19 @@ class Pipeline:
         A document whose doc_id the index holds from another file is refused (skipped), never overwritten,
         unless `replace_all` (the index is being made equal to the files given).
         """
+        return run_lowered(
+            lambda: self._update(docs, progress, rebuild, replace_all, replace, confirm), self.settings.writer_nice
+        )
+
+    def _update(
+        self,
+        docs: Sequence[Document],
+        progress: Progress,
+        rebuild: bool,
+        replace_all: bool,
+        replace: bool,
+        confirm: Confirm | None,
+    ) -> IngestReport:
         t0 = time.perf_counter()
         folder = self.settings.index_dir
         with write_lock(folder):
@@ -373,6 +401,9 @@ class Pipeline:
 
     def remove(self, doc_ids: Sequence[str], confirm: Confirm | None = None) -> IngestReport:
         """Remove newsletters by id (after `confirm`, when given); the others keep their vectors."""
+        return run_lowered(lambda: self._remove(doc_ids, confirm), self.settings.writer_nice)
+
+    def _remove(self, doc_ids: Sequence[str], confirm: Confirm | None) -> IngestReport:
         t0 = time.perf_counter()
         with write_lock(self.settings.index_dir):
             recover_legacy_swap(self.settings.index_dir)
@@ -448,9 +479,12 @@ class Pipeline:
                 else:
                     progress("chunk", done, len(todo))
                     chunks.extend(new_chunks)
-                    reuse_chunk_rows.extend([None] * len(new_chunks))
                     sentences.extend((doc_id, a, b) for a, b in spans)
-                    reuse_sentence_rows.extend([None] * len(spans))
+                    # An update: passages and sentences whose text the indexed version has keep its vectors
+                    # (a vector depends on its text only); a new newsletter has none.
+                    was_chunks, was_sentences = _rows_of_text(old, doc_id, old_rows)
+                    reuse_chunk_rows.extend(was_chunks.get(c.text) for c in new_chunks)
+                    reuse_sentence_rows.extend(was_sentences.get(doc.text[a:b]) for a, b in spans)
                     continue
             assert old is not None
             crow, srow = old_rows[0][doc_id], old_rows[1][doc_id]
@@ -459,34 +493,36 @@ class Pipeline:
             sentences.extend(old.sentences[r] for r in srow)
             reuse_sentence_rows.extend(srow)
         # Re-number ordinals/ids stay as produced per document; rows are positions in this list.
-        vectors, sentence_vectors = {}, {}
         embedded = sum(r is None for r in reuse_chunk_rows)
-        for name, emb in self.embedders.items():
-            cache = EmbeddingCache(s.index_dir, name)
-            vectors[name] = self._embed(
-                emb,
-                [c.text for c in chunks],
-                reuse_chunk_rows,
-                old.vectors[name] if old else None,
-                progress,
-                f"embed passages ({name})",
-                cache=cache,
-            )
-            sentence_vectors[name] = self._embed(
-                emb,
-                [docs[d].text[a:b] for d, a, b in sentences],
-                reuse_sentence_rows,
-                old.sentence_vectors[name] if old else None,
-                progress,
-                f"embed sentences ({name})",
-                cache=cache,
-            )
-        lexical = None
+        lexical_job = None
         if s.lexical:
+            # BM25 (Python, jieba's and CC-CEDICT's first use included) side by side with the encoders (torch
+            # and numpy, which release the GIL): it needs the chunks' text only.
             from rag.lexical import LexicalIndex
 
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer-lexical")
+            lexical_job = pool.submit(
+                LexicalIndex.build, [c.text for c in chunks], [lang.base(c.language) for c in chunks]
+            )
+            pool.shutdown(wait=False)
+        vectors, sentence_vectors = {}, {}
+        passage_texts = [c.text for c in chunks]
+        sentence_texts = [docs[d].text[a:b] for d, a, b in sentences]
+        for name, emb in self.embedders.items():
+            vectors[name], sentence_vectors[name] = self._embed(
+                emb,
+                [
+                    (passage_texts, reuse_chunk_rows, old.vectors[name] if old else None),
+                    (sentence_texts, reuse_sentence_rows, old.sentence_vectors[name] if old else None),
+                ],
+                progress,
+                f"embed ({name})",
+                cache=EmbeddingCache(s.index_dir, name),
+            )
+        lexical = None
+        if lexical_job is not None:
             progress("lexical index", 0, 1)
-            lexical = LexicalIndex.build([c.text for c in chunks], [lang.base(c.language) for c in chunks])
+            lexical = lexical_job.result()
             progress("lexical index", 1, 1)
         if base is not None:
             for doc_id in dropped:  # an update that could not be chunked keeps the indexed version
@@ -500,7 +536,7 @@ class Pipeline:
         deleted = set(base.documents) - {d for d in all_docs if d not in docs} if base is not None else set()
         n_chunks, n_sentences = len(chunks), len(sentences)
         if base is not None:  # plus the rows the new version keeps from its older segments
-            kept_chunks, kept_sentences = _rows_by_doc(base)
+            kept_chunks, kept_sentences = old_rows if old is base else _rows_by_doc(base)
             n_chunks += sum(len(rows) for d, rows in kept_chunks.items() if d not in deleted)
             n_sentences += sum(len(rows) for d, rows in kept_sentences.items() if d not in deleted)
         manifest = Manifest(
@@ -513,6 +549,7 @@ class Pipeline:
             counts={"documents": len(all_docs), "chunks": n_chunks, "sentences": n_sentences},
             answer_model=self.answer_settings().model.record(),
             merge={"max_segments": s.max_segments, "max_chunks": s.merge_max_chunks},
+            writer={"nice": s.writer_nice},
         )
         index = Index(s.index_dir, manifest, docs, chunks, vectors, sentences, sentence_vectors, lexical, None)
         if base is not None:  # the folder backend: one new segment, tombstones, then the merge policy
@@ -526,40 +563,45 @@ class Pipeline:
     @staticmethod
     def _embed(
         emb: Embedder,
-        texts: list[str],
-        reuse: list[int | None],
-        old_vectors: np.ndarray | None,
+        parts: Sequence[tuple[list[str], list[int | None], np.ndarray | None]],
         progress: Progress,
         stage: str,
-        batch: int = 128,  # big enough for e5 to sort by length and fill both cores
+        batch: int = 256,  # big enough for e5 to sort by length and keep both cores busy
         cache: EmbeddingCache | None = None,
-    ) -> np.ndarray:
-        """Vectors for `texts`: rows of unchanged documents copied, texts an interrupted ingest finished read
-        from `cache`, the rest embedded in batches, each batch checkpointed into `cache` as it finishes.
+    ) -> list[np.ndarray]:
+        """Vectors for each part's texts (`texts`, `reuse`: a row of `old_vectors` or None, `old_vectors`): rows
+        of unchanged documents copied, texts an interrupted ingest finished read from `cache`, the rest embedded
+        together, each distinct text once (passages and sentences in the same length-sorted batches; a
+        sentence that is a whole passage is not embedded twice), each batch checkpointed into `cache`.
         """
-        dim = old_vectors.shape[1] if old_vectors is not None else None
-        todo = [i for i, r in enumerate(reuse) if r is None]
-        fresh: dict[int, np.ndarray] = {}
+        dims = {v.shape[1] for _, _, v in parts if v is not None}
+        dim = dims.pop() if len(dims) == 1 else None
+        todo = list(dict.fromkeys(texts[i] for texts, reuse, _ in parts for i, r in enumerate(reuse) if r is None))
+        fresh: dict[str, np.ndarray] = {}
         if cache is not None and todo:
-            hit = cache.lookup([texts[i] for i in todo], dim)
+            hit = cache.lookup(todo, dim)
             fresh.update((todo[j], v) for j, v in hit.items())
-            todo = [i for i in todo if i not in fresh]
+            todo = [t for t in todo if t not in fresh]
         for b in range(0, len(todo), batch):
-            ids = todo[b : b + batch]
-            out = np.asarray(emb.encode_documents([texts[i] for i in ids]), dtype=np.float32)
+            some = todo[b : b + batch]
+            out = np.asarray(emb.encode_documents(some), dtype=np.float32)
             if cache is not None:
-                cache.add([texts[i] for i in ids], out)
-            fresh.update(zip(ids, out, strict=True))
+                cache.add(some, out)
+            fresh.update(zip(some, out, strict=True))
             progress(stage, min(b + batch, len(todo)), len(todo))
         if dim is None:
             dim = next(iter(fresh.values())).shape[0] if fresh else emb.dim
-        out_arr = np.zeros((len(texts), dim), np.float32)
-        for i, v in fresh.items():
-            out_arr[i] = v
-        kept = [(i, r) for i, r in enumerate(reuse) if r is not None]
-        if kept:  # one gather (old_vectors may be rows fetched from a search engine, rag.milvus_store)
-            out_arr[[i for i, _ in kept]] = old_vectors[np.array([r for _, r in kept], np.int64)]  # type: ignore[index]
-        return out_arr
+        arrays = []
+        for texts, reuse, old_vectors in parts:
+            out_arr = np.zeros((len(texts), dim), np.float32)
+            for i, r in enumerate(reuse):
+                if r is None:
+                    out_arr[i] = fresh[texts[i]]
+            kept = [(i, r) for i, r in enumerate(reuse) if r is not None]
+            if kept:  # one gather (old_vectors may be rows fetched from a search engine, rag.milvus_store)
+                out_arr[[i for i, _ in kept]] = old_vectors[np.array([r for _, r in kept], np.int64)]  # type: ignore[index]
+            arrays.append(out_arr)
+        return arrays
 
     # -- questions ------------------------------------------------------------------------------
     def check_question(self, question: str) -> str:
@@ -796,6 +838,18 @@ def _rows_by_doc(index: Index) -> tuple[dict[str, list[int]], dict[str, list[int
         if slive is None or slive[i]:
             sentences.setdefault(d, []).append(i)
     return chunks, sentences
+
+
+def _rows_of_text(
+    old: Index | None, doc_id: str, rows: tuple[dict[str, list[int]], dict[str, list[int]]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The indexed version of `doc_id`: its passages' and sentences' texts → their rows ({} when not indexed)."""
+    if old is None or doc_id not in old.documents:
+        return {}, {}
+    text = old.documents[doc_id].text
+    chunk_rows = {old.chunks[r].text: r for r in rows[0].get(doc_id, ())}
+    sentence_rows = {text[old.sentences[r][1] : old.sentences[r][2]]: r for r in rows[1].get(doc_id, ())}
+    return chunk_rows, sentence_rows
 
 
 def _same(old: Index | None, doc: Document) -> bool:

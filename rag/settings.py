@@ -43,6 +43,9 @@ class Settings:
     # of at most `merge_max_chunks` chunks (segments above that size are kept as they are).
     max_segments: int = 8
     merge_max_chunks: int = 50_000
+    # A writer (ingest, update, remove) works `writer_nice` nice levels below its caller (rag/priority.py), so
+    # questions answered meanwhile keep the cores; 0 = the caller's priority.
+    writer_nice: int = 10
     answer_model: str = ""  # the answer model's JSON file; "" = the one shipped in the package
     abstain_threshold: float = -1.0  # abstain below this confidence; < 0 = the model's own, chosen on dev
     confident_threshold: float = -1.0  # below this, answers are "closest passages"; < 0 = the model's own

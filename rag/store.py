@@ -93,6 +93,7 @@ class Manifest:
     segments: tuple[dict[str, Any], ...] = ()
     search: dict[str, Any] = field(default_factory=dict)
     merge: dict[str, Any] = field(default_factory=dict)  # the merge policy the writer applied
+    writer: dict[str, Any] = field(default_factory=dict)  # how the writer ran: {"nice": levels below its caller}
     backend: dict[str, Any] = field(default_factory=dict)  # where the vectors live; {} = files here (rag/backend.py)
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +117,7 @@ class Manifest:
             segments=tuple(dict(e) for e in d.get("segments", ())),
             search=dict(d.get("search", {})),
             merge=dict(d.get("merge", {})),
+            writer=dict(d.get("writer", {})),
             backend=dict(d.get("backend", {})),
         )
 
