@@ -14,11 +14,11 @@ import pickle
 import re
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-FORMAT = 10  # bump when the parsed form changes
+FORMAT = 11  # bump when the parsed form changes
 MAX_ZH = 12  # Chinese headwords kept per English key
 _TAIL = 0.25  # weight of gloss words after a sense's first comma ("Warsaw, capital of Poland")
 _PRIOR_FLOOR = 0.2  # frequency prior of a headword wordfreq has never seen
@@ -84,6 +84,7 @@ class Dictionary:
     surnames: frozenset[str]  # characters CC-CEDICT glosses as a surname
     proper_zh: frozenset[str] = frozenset()  # headwords (both scripts) every gloss of which is capitalised: names
     proper_en: frozenset[str] = frozenset()  # English gloss words seen capitalised only ("japan", "paris")
+    names_by_pinyin: dict[str, str] = field(default_factory=dict)  # "hangzhou" → 杭州 (Simplified names, \x1f-joined)
 
 
 def source_path() -> Path:
@@ -171,13 +172,19 @@ def parse(path: Path) -> Dictionary:
             zh[trad] = zh[simp]
     prior = _zh_prior({h for hs in en_zh.values() for h in hs})
     en = {word: _pack({h: w * prior[h] for h, w in hs.items()}, MAX_ZH) for word, hs in en_zh.items()}
+    proper_zh = frozenset(h for h, name in capitalised.items() if name)
+    by_pinyin: dict[str, list[str]] = defaultdict(list)
+    for head in sorted(h for h in proper_zh if simp_of.get(h, h) == h):
+        if all(c in pinyin for c in head):
+            by_pinyin["".join(pinyin[c] for c in head)].append(head)
     return Dictionary(
         zh_en=zh,
         en_zh=en,
         pinyin=pinyin,
         surnames=frozenset(surnames),
-        proper_zh=frozenset(h for h, name in capitalised.items() if name),
+        proper_zh=proper_zh,
         proper_en=frozenset(w for w, cases in en_case.items() if cases == {True}),
+        names_by_pinyin={k: _SEP.join(v) for k, v in by_pinyin.items()},
     )
 
 
@@ -240,7 +247,9 @@ def _write_cache(cache: Path, d: Dictionary) -> None:
     with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False, suffix=".tmp") as f:
         try:
             pickle.dump(
-                (d.zh_en, d.en_zh, d.pinyin, d.surnames, d.proper_zh, d.proper_en), f, protocol=pickle.HIGHEST_PROTOCOL
+                (d.zh_en, d.en_zh, d.pinyin, d.surnames, d.proper_zh, d.proper_en, d.names_by_pinyin),
+                f,
+                protocol=pickle.HIGHEST_PROTOCOL,
             )
         except BaseException:
             Path(f.name).unlink(missing_ok=True)
@@ -296,6 +305,13 @@ def pinyin(word: str) -> str:
     table = load().pinyin
     syllables = [table.get(c, "") for c in word]
     return "".join(syllables) if all(syllables) else ""
+
+
+def names_read_as(syllables: str) -> tuple[str, ...]:
+    """The names (headwords glossed only capitalised, Simplified) whose toneless pinyin is `syllables`:
+    "hangzhou" → (杭州,), the way an English text writes a Chinese place or person."""
+    row = load().names_by_pinyin.get(syllables.lower())
+    return tuple(row.split(_SEP)) if row else ()
 
 
 def is_proper_zh(word: str) -> bool:

@@ -123,21 +123,10 @@ def _chinese_head(q: str) -> str:
     return ""
 
 
-@lru_cache(maxsize=4096)
 def _name_heads(name: str) -> tuple[str, ...]:
     """The CC-CEDICT names an English name stands for: those read as it in pinyin (Hangzhou → 杭州), else the
     best two headwords glossed with it (Brussels → 布鲁塞尔)."""
-    return _by_pinyin().get(name.lower()) or tuple(cedict.en_to_zh(name, 2))
-
-
-@lru_cache(maxsize=1)
-def _by_pinyin() -> dict[str, tuple[str, ...]]:
-    """CC-CEDICT's names (headwords glossed only capitalised) by their toneless pinyin."""
-    out: dict[str, list[str]] = {}
-    for head in cedict.load().proper_zh:
-        if (key := cedict.pinyin(head)) and to_simplified(head) == head:
-            out.setdefault(key, []).append(head)
-    return {k: tuple(sorted(v)) for k, v in out.items()}
+    return cedict.names_read_as(name) or tuple(cedict.en_to_zh(name, 2))
 
 
 @lru_cache(maxsize=4096)

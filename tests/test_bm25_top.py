@@ -12,6 +12,8 @@ from scipy import sparse
 
 from rag import retrieve
 from rag.lexical import LexicalIndex, SegmentedLexical, Settings, _Field, _field_scores, top_k
+from tests.test_segments import LANGUAGES as SEGMENT_LANGUAGES
+from tests.test_segments import PASSAGES as SEGMENT_PASSAGES
 
 S = Settings()
 
@@ -104,17 +106,12 @@ def test_top_k_is_the_exhaustive_order_with_ties_by_row() -> None:
         assert got_scores.tolist() == scores[ref].tolist()
 
 
-PASSAGES = [
-    "A seminar on migrant integration was held in Hangzhou with experts from ten member states.",
-    "Border management at ports of entry: officers check passports and visas of travellers.",
-    "移民融合研讨会在杭州举行，专家们讨论了移民如何融入当地社区。",
-    "口岸边境管理：边检人员在入境口岸检查旅客的护照和签证。",
-    "The visa-free transit policy was resumed for travellers from 53 countries at the ports.",
-    "签证便利政策恢复，来自欧洲的专家介绍了边境管理的经验。",
+PASSAGES = [  # test_segments' passages, and two that share their words
+    *SEGMENT_PASSAGES,
     "Experts on border management met in Hangzhou; the seminar discussed visas.",
     "研讨会讨论了签证和边境管理。",
 ]
-LANGUAGES = ["en", "en", "zh", "zh", "en", "zh", "en", "zh"]
+LANGUAGES = [*SEGMENT_LANGUAGES, "en", "zh"]
 QUERIES = ["Where was the seminar on migrant integration held?", "边境管理 签证", "visa ports travellers", "", "的"]
 
 

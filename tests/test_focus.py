@@ -49,3 +49,10 @@ def test_a_chinese_focus_is_read_in_english_through_its_best_glosses() -> None:
 )
 def test_named_in(question: str, sentence: str, named: bool) -> None:
     assert named_in(focus(question), sentence) is named
+
+
+def test_cedict_reads_an_english_name_as_the_chinese_names_of_its_pinyin() -> None:
+    from rag import cedict
+
+    assert cedict.names_read_as("Hangzhou") == ("杭州",)  # the city, not 杭 or 杭州湾 (glossed "Hangzhou" too)
+    assert cedict.names_read_as("Brussels") == ()  # no pinyin reading: the English gloss decides instead
