@@ -111,7 +111,8 @@ def candidates(
     x[:, col["s_cov"]] = cov
     x[:, col["s_cov_gap"]] = cov - cov.max()
     x[:, col["p_cov"]] = [passage_cov[c.hit] for c in rows]
-    lead = [read_as(index, r, base(language))[0] if r is not None else "" for r in before]
+    read = {c.row: t for c, t in zip(rows, texts, strict=True)}  # the sentence before is mostly a candidate too
+    lead = ["" if r is None else read[r] if r in read else read_as(index, r, base(language))[0] for r in before]
     x[:, col["s_ctx_cov"]] = [
         coverage("\n".join((hits[c.hit].chunk.heading, p, t)), lang)
         for c, p, t, lang in zip(rows, lead, texts, langs, strict=True)

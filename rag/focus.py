@@ -63,10 +63,10 @@ def named_in(f: Focus, sentence: str) -> bool:
     s = to_simplified(sentence)
     if any(w in s for w in f.zh):
         return True
-    words = [w.lower() for w in _EN_WORD.findall(s)]
-    if f.en & {stem(w) for w in words}:
+    words = _EN_WORD.findall(s)
+    if f.en & {stem(w.lower()) for w in words}:
         return True
-    heads = [h for w in _EN_WORD.findall(s) if cedict.is_proper_en(w) for h in _name_heads(w)]
+    heads = [h for w in words if cedict.is_proper_en(w) for h in _name_heads(w)]
     heads += [w for run in _HAN.findall(s) for w, _flag in _tagged(run) if len(w) > 1]
     return any(f.en & _gloss_stems(h) for h in heads)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from rag import segments
 from rag.lang import base, detect
+from rag.lexical import top_k
 from rag.store import Index
 from rag.types import Hit
 
@@ -247,21 +248,17 @@ def _top_scores(lexical: Any, query: str, language: str, k: int) -> np.ndarray:
     reads only its segments' best rows, not an array over every row)."""
     if not hasattr(lexical, "top"):
         return _keep_top(lexical.scores(query, language=language), k)
-    rows, scores = lexical.top(query, k, language=language)
-    out = np.zeros(len(lexical), np.float32)
-    out[rows] = scores
-    return out
+    return _as_array(*lexical.top(query, k, language=language), len(lexical))
 
 
 def _keep_top(scores: np.ndarray, k: int) -> np.ndarray:
     """`scores` with all but its k best positive entries set to 0 (ties broken by row, as BM25's search)."""
-    pos = np.flatnonzero(scores > 0) if k > 0 else np.zeros(0, np.int64)
-    if len(pos) > k:
-        kth = np.partition(scores[pos], len(pos) - k)[len(pos) - k]
-        pos = pos[scores[pos] >= kth]  # the k best and any ties with the k-th
-        pos = pos[np.lexsort((pos, -scores[pos]))][:k]
-    out = np.zeros_like(scores)
-    out[pos] = scores[pos]
+    return _as_array(*top_k(np.arange(len(scores)), scores, k), len(scores))
+
+
+def _as_array(rows: np.ndarray, scores: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros(size, scores.dtype)
+    out[rows] = scores
     return out
 
 
