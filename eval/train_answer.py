@@ -52,6 +52,7 @@ import numpy as np
 from rag import lang
 from rag.answer_model import (
     QUESTION_FEATURES,
+    QUESTION_SIGNS,
     AnswerModel,
     Logistic,
     Thresholds,
@@ -263,29 +264,60 @@ def scenarios(pipe: Pipeline, corpus: Corpus, bar: bool) -> list[Scenario]:
 
 
 def swapped_questions(corpus: Corpus, queries: Sequence[str], texts: dict[str, str]) -> list[str]:
-    """Each question with one of its content words that its paragraph uses replaced by a content word of
-    another article's question that the paragraph never uses ("" when no such pair exists).
+    """Each question with one word replaced so that it asks the paragraph's topic for something the paragraph
+    does not say ("" when no replacement exists), the near miss newsletter readers ask ("Which hotel …", "How
+    much did … cost?"), as SQuAD 2.0 built its negatives:
 
-    The result asks about the paragraph's topic for something the paragraph does not say, the near miss
-    newsletter readers ask ("Which hotel …", "How much did … cost?"), as SQuAD 2.0 built its negatives.
+    - a question with a focus (`rag.focus`: "Which *city* …", "哪家*酒店*") gets another article's question's
+      focus that no word of the paragraph names ("Which *university* …" of a paragraph naming only a city);
+    - any other question, one of its content words the paragraph uses swapped for a content word of another
+      article's question that the paragraph never uses.
+
     Deterministic: choices are seeded by the question id.
     """
+    from rag.focus import focus, named_in
+
     words = [_content_words(q, item.language) for q, item in zip(queries, corpus.items, strict=True)]
+    foci = [focus(q).word for q in queries]
     pool: dict[str, list[tuple[str, str]]] = {}
-    for ws, item in zip(words, corpus.items, strict=True):
+    focus_pool: dict[str, list[tuple[str, str]]] = {}
+    for ws, f, item in zip(words, foci, corpus.items, strict=True):
         pool.setdefault(lang.base(item.language), []).extend((w, item.group) for w in ws)
+        if f:
+            focus_pool.setdefault(lang.base(item.language), []).append((f, item.group))
     out = []
-    for q, ws, item in zip(queries, words, corpus.items, strict=True):
-        text = texts[item.own_doc].lower()
+    for q, ws, f, item in zip(queries, words, foci, corpus.items, strict=True):
+        text = texts[item.own_doc]
+        if f:
+            swapped = _swap_focus(q, f, text, focus_pool.get(lang.base(item.language), []), item, focus, named_in)
+            if swapped:
+                out.append(swapped)
+                continue
         rng = random.Random(f"{SEED}-{item.qid}")
-        inside = [w for w in ws if w.lower() in text]
-        others = [w for w, g in pool.get(lang.base(item.language), []) if g != item.group and w.lower() not in text]
+        inside = [w for w in ws if w.lower() in text.lower()]
+        others = [
+            w for w, g in pool.get(lang.base(item.language), []) if g != item.group and w.lower() not in text.lower()
+        ]
         if not inside or not others:
             out.append("")
             continue
         old, new = rng.choice(inside), rng.choice(others)
         out.append(q.replace(old, new, 1))
     return out
+
+
+def _swap_focus(question, word, text, pool, item, focus, named_in, tries: int = 12) -> str:  # type: ignore[no-untyped-def]
+    """`question` asking for another article's focus instead of `word`, one the paragraph `text` never names
+    and the question still reads as its focus; "" when none of `tries` seeded picks does."""
+    rng = random.Random(f"{SEED}-focus-{item.qid}")
+    options = sorted({w for w, g in pool if g != item.group and w.lower() != word.lower()})
+    rng.shuffle(options)
+    for w in options[:tries]:
+        swapped = question.replace(word, w, 1)
+        f = focus(swapped)
+        if f.word == w and not named_in(f, text):
+            return swapped
+    return ""
 
 
 def _content_words(question: str, language: str) -> list[str]:
@@ -345,16 +377,16 @@ def fold_of(group: str, folds: int) -> int:
     return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
 
 
-def train(examples: list[Scenario]) -> tuple[AnswerModel, dict[str, object]]:
+def train(examples: list[Scenario], signed: bool = False) -> tuple[AnswerModel, dict[str, object]]:
     """Fit both models on two thirds of the articles, report on the third, then refit on everything."""
     held = [s for s in examples if fold_of(s.item.group, 3) == 0]
     fit = [s for s in examples if fold_of(s.item.group, 3) != 0]
-    report = {"held_out": evaluate_models(*_fit_both(fit), held), "examples": _counts(examples)}
-    sentence, question = _fit_both(examples)
+    report = {"held_out": evaluate_models(*_fit_both(fit, signed), held), "examples": _counts(examples)}
+    sentence, question = _fit_both(examples, signed)
     return AnswerModel(sentence, question, Thresholds(), {}), report
 
 
-def _fit_both(examples: list[Scenario]) -> tuple[Logistic, Logistic]:
+def _fit_both(examples: list[Scenario], signed: bool = False) -> tuple[Logistic, Logistic]:
     answerable = [s for s in examples if s.answerable]
     sentence = _fit_sentences(answerable)
     # Cross-fitted logits: the question model sees sentence scores of questions the sentence model never saw.
@@ -364,7 +396,8 @@ def _fit_both(examples: list[Scenario]) -> tuple[Logistic, Logistic]:
         mine = [s for s in examples if fold_of(s.item.group, 2) == f]
         qx.append(question_matrix(part, mine))
         qy.append(np.array([float(s.answerable) for s in mine]))
-    question = fit_logistic(np.vstack(qx), np.concatenate(qy), QUESTION_FEATURES)
+    signs = QUESTION_SIGNS if signed else None
+    question = Logistic.fit(np.vstack(qx), np.concatenate(qy), QUESTION_FEATURES, L2, signs=signs)
     return sentence, question
 
 
@@ -507,6 +540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--xquad-questions", type=int, default=300, help="per language")
     parser.add_argument("--cmrc", type=int, nargs=2, default=(120, 400), metavar=("PARAGRAPHS", "QUESTIONS"))
     parser.add_argument("--drcd", type=int, nargs=2, default=(120, 400), metavar=("PARAGRAPHS", "QUESTIONS"))
+    parser.add_argument(
+        "--signed",
+        action="store_true",
+        help="keep each question-model weight on the side rag.answer_model.QUESTION_SIGNS declares (a variant)",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
@@ -531,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pipe = Pipeline(base.replace(index_name=f"train-{corpus.name}"), shared)
         pipe.update(corpus.documents, _stage_bars(not args.quiet, corpus.name), replace_all=True)
         examples += scenarios(pipe, corpus, not args.quiet)
-    model, report = train(examples)
+    model, report = train(examples, args.signed)
     model = replace(
         model,
         meta={
@@ -542,6 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "embedders": list(base.embedders),
             "k": K,
             "seed": SEED,
+            "question_signs": QUESTION_SIGNS if args.signed else None,
             **report,
         },
     )

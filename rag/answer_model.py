@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +42,25 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "q_log_units",
 )
 
+# The direction in which each piece of evidence counts, declared with the feature, not learned: a closer
+# sentence, a better-covered question, a better-scored best or runner-up sentence never lowers the confidence; a
+# missing answer type or missing question concepts never raise it. Unsigned features (the question's own shape)
+# may go either way.
+QUESTION_SIGNS: dict[str, int] = {
+    "best_logit": 1,
+    "second_logit": 1,
+    "best_s_cos_use": 1,
+    "best_s_cos_e5": 1,
+    "best_s_cov": 1,
+    "best_type_missing": -1,
+    "best_s_missing": -1,
+    "best_p_missing": -1,
+    "top_p_missing": -1,
+    "top_p_cos_use": 1,
+    "top_p_cos_e5": 1,
+    "top_p_cov": 1,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Logistic:
@@ -57,12 +77,23 @@ class Logistic:
 
     @classmethod
     def fit(
-        cls, x: np.ndarray, y: np.ndarray, features: tuple[str, ...], l2: float = 1.0, offset: np.ndarray | None = None
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        features: tuple[str, ...],
+        l2: float = 1.0,
+        offset: np.ndarray | None = None,
+        signs: Mapping[str, int] | None = None,
     ) -> Logistic:
         """L2-regularised fit by damped Newton steps on standardised features (NaN = the mean); deterministic.
 
         With `offset` (a fixed logit per row, e.g. another model's), the fit learns only a correction to it:
-        p = sigmoid(offset + this model's logit), the correction shrunk towards zero by `l2`."""
+        p = sigmoid(offset + this model's logit), the correction shrunk towards zero by `l2`.
+
+        With `signs` (feature -> +1 or -1), those coefficients are kept ≥ 0 or ≤ 0 (projected Newton: a
+        coefficient held at 0 whose gradient points out of its half-line takes no step). A weight fitted against
+        its evidence's direction only cancels a correlated feature in-sample, and out of sample it turns an
+        unusual value into confidence (a low cosine raising the confidence)."""
         mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
         mean = np.where(np.isnan(mean), 0.0, mean)
         scale = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
@@ -77,18 +108,27 @@ class Logistic:
             z = a @ v + base
             return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(reg * v * v))
 
+        sign = np.array([(signs or {}).get(n, 0) for n in features] + [0], np.float64)
+
+        def project(v: np.ndarray) -> np.ndarray:
+            return np.where(sign * v < 0, 0.0, v)
+
         current = loss(w)
-        for _ in range(100):
+        for _ in range(200):
             p = sigmoid(a @ w + base)
             grad = a.T @ (p - y) + reg * w
             hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg + 1e-9)
-            step = np.linalg.solve(hess, grad)
+            held = (sign != 0) & (w == 0) & (sign * grad > 0)  # at its bound and pushed beyond it
+            free = ~held
+            step = np.zeros_like(w)
+            step[free] = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
             t = 1.0
-            while t > 1e-6 and loss(w - t * step) > current + 1e-12:  # halve until the loss does not grow
+            while t > 1e-6 and loss(project(w - t * step)) > current + 1e-12:  # halve until the loss does not grow
                 t /= 2
-            w -= t * step
-            current = loss(w)
-            if np.abs(t * step).max() < 1e-8:
+            new = project(w - t * step)
+            moved = np.abs(new - w).max()
+            w, current = new, loss(new)
+            if moved < 1e-8:
                 break
         return cls(features, mean, scale, w[:-1], float(w[-1]))
 

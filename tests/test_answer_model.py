@@ -32,6 +32,28 @@ def test_a_fit_with_an_offset_learns_only_the_correction() -> None:
     assert half.coef[1] / half.scale[1] == pytest.approx(1.5, abs=0.15) and abs(half.coef[0]) < 0.1
 
 
+def test_a_signed_fit_keeps_each_weight_on_its_side() -> None:
+    # b is a near copy of a: unconstrained, the fit gives b a negative weight that a's larger weight cancels
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=3000)
+    x = np.column_stack([a, a + 0.3 * rng.normal(size=3000), rng.normal(size=3000)])
+    y = (rng.random(3000) < sigmoid(2.0 * a + 1.0 * x[:, 2] - 1.0 * x[:, 1])).astype(float)
+    names = ("a", "b", "c")
+    free = Logistic.fit(x, y, names)
+    assert free.coef[1] < 0
+    signed = Logistic.fit(x, y, names, signs={"a": 1, "b": 1, "c": -1})
+    assert signed.coef[1] == 0.0 and signed.coef[0] > 0 and signed.coef[2] == 0.0  # c's evidence goes the other way
+    # b held at 0 and c at 0: the same as fitting on a alone, with the same standardisation
+    alone = Logistic.fit(x[:, :1], y, ("a",))
+    assert signed.coef[0] / signed.scale[0] == pytest.approx(alone.coef[0] / alone.scale[0], rel=1e-6)
+    assert signed.intercept - signed.coef[0] * signed.mean[0] / signed.scale[0] == pytest.approx(
+        alone.intercept - alone.coef[0] * alone.mean[0] / alone.scale[0], abs=1e-6
+    )
+    # signs the free fit already obeys change nothing
+    agree = Logistic.fit(x, y, names, signs={"a": 1, "b": -1, "c": 1})
+    assert np.allclose(agree.coef, free.coef, atol=1e-9)
+
+
 def test_a_dev_correction_adds_to_the_question_logit(tmp_path) -> None:  # type: ignore[no-untyped-def]
     lg = Logistic(("a",), np.array([0.0]), np.array([1.0]), np.array([2.0]), -1.0)
     fix = Logistic(("a",), np.array([1.0]), np.array([2.0]), np.array([-1.0]), 0.25)

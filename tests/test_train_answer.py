@@ -75,3 +75,20 @@ def test_the_dev_correction_is_fitted_and_scored_out_of_fold(train) -> None:  # 
     present = [c for r, c in zip(rows[:60], confidence, strict=False) if not r["inputs"][col]]
     assert max(missing) < min(present)  # out-of-fold, each from a fit without its own row
     assert list(confidence[-2:]) == [0.01, 0.0]  # decided by a rule, or nothing retrieved: unchanged
+
+
+def test_a_swapped_question_asks_for_a_focus_the_paragraph_never_names(train) -> None:  # type: ignore[no-untyped-def]
+    def item(qid: str, group: str, question: str) -> object:
+        return train.Item(qid, "t", group, question, "en", {f"d-{group}": (0, "x")}, f"d-{group}")
+
+    items = (
+        item("q1", "a", "Which city hosted the seminar on border management?"),
+        item("q2", "b", "Which university did the minister attend?"),
+    )
+    texts = {"d-a": "The seminar on border management was held in Hangzhou.", "d-b": "The minister spoke in Hangzhou."}
+    corpus = train.Corpus("t", (), items)
+    swapped = train.swapped_questions(corpus, [i.question for i in items], texts)
+    # q1's paragraph names a city (Hangzhou) but no university: the focus swap is a near miss. q2's paragraph
+    # names a city too, so "Which city …" would be answerable: q2 gets a content-word swap instead
+    assert swapped[0] == "Which university hosted the seminar on border management?"
+    assert swapped[1] and not swapped[1].startswith("Which city")
