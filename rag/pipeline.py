@@ -597,7 +597,8 @@ class Pipeline:
             todo = [t for t in todo if t not in fresh]
         waiting = pooling.by_passage([pooled[t] for t in todo if pooled and t in pooled])
         todo = [t for t in todo if not pooled or t not in pooled]
-        todo += [p for p in waiting if p not in set(todo)]  # passages already cached: run for their states
+        queued = set(todo)
+        todo += [p for p in waiting if p not in queued]  # passages already cached: run for their states
         for b in range(0, len(todo), batch):
             some = todo[b : b + batch]
             if any(t in waiting for t in some):
