@@ -266,3 +266,16 @@ def test_e5_pipeline_pools_from_e5_states(settings: Settings) -> None:
     for i, p in plan.items():
         _, states = _fast().encode_states([p.passage])
         assert float(vectors[i] @ pool(states[0], p.rows)) > 0.99999  # (batch round-off)
+
+
+def test_served_embedder_passes_token_states_through() -> None:
+    from rag.service import SerialisedEmbedder, Traffic
+
+    inner = ToyPooling()
+    served = SerialisedEmbedder(inner, Traffic(), slice_size=2)
+    texts = ["one two", "three four five", "six"]
+    assert served.token_pooling() and not SerialisedEmbedder(HashEmbedder(), Traffic()).token_pooling()
+    vectors, states = served.encode_documents_with_states(texts)
+    np.testing.assert_array_equal(vectors, inner.encode_documents(texts))
+    assert [s.shape[0] for s in states] == [3, 4, 2]  # a prefix token and one per word, slices joined in order
+    np.testing.assert_array_equal(served.token_spans("a bc").ends, [-1, 1, 4])
