@@ -98,7 +98,6 @@ def test_pooled_vector_is_the_mean_of_the_passage_token_states() -> None:
     assert rows == (6, 12)
     mean = states[0][6:12].astype(np.float64).sum(0) / 6
     np.testing.assert_allclose(pool(states[0], rows), mean / np.linalg.norm(mean), rtol=0, atol=1e-7)
-    # the states are those of the encoder: their mean over <s>, content and </s> is e5's vector
     assert states[0].dtype == np.float32
 
 
@@ -279,3 +278,27 @@ def test_served_embedder_passes_token_states_through() -> None:
     np.testing.assert_array_equal(vectors, inner.encode_documents(texts))
     assert [s.shape[0] for s in states] == [3, 4, 2]  # a prefix token and one per word, slices joined in order
     np.testing.assert_array_equal(served.token_spans("a bc").ends, [-1, 1, 4])
+
+
+def test_milvus_document_keys_change_with_pooled_vectors_only() -> None:
+    from rag.milvus_store import doc_key, made_with
+
+    chunker = {"size": 110, "overlap": 25}
+    assert made_with(chunker, "encoded") == chunker  # the keys of indexes written before the setting
+    assert doc_key("d", "h", made_with(chunker, "pooled")) != doc_key("d", "h", made_with(chunker, "encoded"))
+
+
+def test_a_long_passage_has_its_states_window_by_window() -> None:
+    e5 = _fast()
+    text = " ".join(f"Item {i} was approved." for i in range(150))  # over 510 tokens: two windows
+    spans = e5.token_spans(text)
+    _, states = e5.encode_states([text])
+    n, w = len(spans.starts), e5._max_content
+    assert states[0].shape[0] == n > w
+    assert spans.windows.tolist() == [i // w for i in range(n)]
+    across = int(spans.starts[w - 2]), int(spans.ends[w + 1])  # whole tokens, two in each window
+    assert spans.starts[w - 2] >= 0 and pool_rows(spans, *across) is None
+    lo, hi = pool_rows(spans, text.rindex("Item"), len(text))
+    assert spans.windows[lo] == 1
+    mean = states[0][lo:hi].astype(np.float64).mean(0)
+    np.testing.assert_allclose(pool(states[0], (lo, hi)), mean / np.linalg.norm(mean), rtol=0, atol=1e-7)
