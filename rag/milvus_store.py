@@ -73,6 +73,12 @@ def dense_field(channel: str) -> str:
     return _identifier(channel, "dense_")
 
 
+def made_with(chunker: Mapping[str, Any], sentence_vectors: str) -> dict[str, Any]:
+    """What a document's entities depend on besides its text: the chunker, and how sentence vectors are made
+    (left out when "encoded", so the keys of indexes written before the setting existed stay the same)."""
+    return dict(chunker) if sentence_vectors == "encoded" else {**chunker, "sentence_vectors": sentence_vectors}
+
+
 def doc_key(doc_id: str, content_hash: str, chunker: Mapping[str, Any]) -> str:
     """The key of one document's entities: changes when its text or the chunker changes."""
     raw = json.dumps([doc_id, content_hash, dict(chunker)], sort_keys=True, ensure_ascii=False)
@@ -372,7 +378,7 @@ class MilvusStore:
         try:
             fresh = self._ensure(self.chunks_collection, dims, sparse, True)
             fresh |= self._ensure(self.sentences_collection, dims, False, False)
-            chunker = index.manifest.chunker
+            chunker = made_with(index.manifest.chunker, index.manifest.sentence_vectors)
             # Every document of the new version (the manifest lists them all, written now or kept).
             keys = {d: doc_key(d, h, chunker) for d, h in index.manifest.documents.items()}
             held = set() if fresh else self._held(previous)
@@ -407,7 +413,7 @@ class MilvusStore:
         stats = self.client.get_collection_stats(self.chunks_collection)
         if int(stats.get("row_count", 0)) < int((previous.get("counts") or {}).get("chunks", 0)):
             return set()  # entities went missing (dropped by hand?): write them all again
-        chunker = previous.get("chunker") or {}
+        chunker = made_with(previous.get("chunker") or {}, str(previous.get("sentence_vectors", "encoded")))
         return {doc_key(d, h, chunker) for d, h in (previous.get("documents") or {}).items()}
 
     def _upsert(self, collection: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -488,7 +494,8 @@ class MilvusStore:
             raise
         except Exception as exc:
             raise MilvusError(f"cannot open Milvus at {self.uri}: {type(exc).__name__}: {exc}") from exc
-        keys = {d: doc_key(d, doc.content_hash, local.manifest.chunker) for d, doc in local.documents.items()}
+        made = made_with(local.manifest.chunker, local.manifest.sentence_vectors)
+        keys = {d: doc_key(d, doc.content_hash, made) for d, doc in local.documents.items()}
         dims = dict(local.manifest.dims)
         chunk_rows = RemoteVectors(
             self, self.chunks_collection, [chunk_key(keys, c.doc_id, c.ordinal) for c in local.chunks], dims

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag import embcache, lang
+from rag import embcache, lang, pooling
 from rag.answer import UNSUPPORTED, AnswerSettings, compose
 from rag.answer_model import load as load_answer_model
 from rag.backend import IndexStore, store_for
 from rag.chunk import BLOCK, ChunkSettings, chunk, split_sentences
 from rag.clean import clean
 from rag.embcache import EmbeddingCache
-from rag.embed import Embedder, load_embedder
+from rag.embed import Embedder, load_embedder, pools_tokens
 from rag.ingest import IngestError, discover_sources, read_many
 from rag.priority import run_lowered
 from rag.retrieve import Filters, FusionSettings, search
@@ -366,8 +366,8 @@ class Pipeline:
                 raise RemovalRefused(self.settings.index_name, removed)
             chunker = ChunkSettings(size=self.settings.chunk_size, overlap=self.settings.chunk_overlap)
             changed = any(f.status in ("added", "updated") for f in outcomes) or removed or rebuild
-            if old is not None and old.manifest.chunker != chunker.as_dict():
-                changed = True
+            if old is not None and not _reusable(old, chunker, pooling.check(self.settings.sentence_vectors)):
+                changed = True  # vectors made another way: everything is embedded again
             n_chunks, embedded, written = _n_live(old), 0, False
             if changed and merged:
                 n_chunks, embedded, dropped = self._write(merged, old, progress)
@@ -443,8 +443,8 @@ class Pipeline:
         """
         s = self.settings
         chunker = ChunkSettings(size=s.chunk_size, overlap=s.chunk_overlap)
-        if old is not None and old.manifest.chunker != chunker.as_dict():
-            old = None  # chunks cut differently: nothing can be reused
+        if old is not None and not _reusable(old, chunker, pooling.check(s.sentence_vectors)):
+            old = None  # chunks cut differently, or sentence vectors made another way: nothing can be reused
         # A segmented folder index: write only what changed (a backend that keeps vectors elsewhere rewrites)
         base = old if old is not None and old.parts and getattr(self.store, "incremental", False) else None
         all_docs = dict(docs)
@@ -509,15 +509,23 @@ class Pipeline:
         passage_texts = [c.text for c in chunks]
         sentence_texts = [docs[d].text[a:b] for d, a, b in sentences]
         for name, emb in self.embedders.items():
+            pooled: dict[int, pooling.Pooled] = {}
+            if s.sentence_vectors == "pooled" and pools_tokens(emb):
+                pooled = pooling.plan(chunks, reuse_chunk_rows, sentences, reuse_sentence_rows, emb.token_spans)  # type: ignore[attr-defined]
             vectors[name], sentence_vectors[name] = self._embed(
                 emb,
                 [
                     (passage_texts, reuse_chunk_rows, old.vectors[name] if old else None),
-                    (sentence_texts, reuse_sentence_rows, old.sentence_vectors[name] if old else None),
+                    (
+                        [pooled[i].key if i in pooled else t for i, t in enumerate(sentence_texts)],
+                        reuse_sentence_rows,
+                        old.sentence_vectors[name] if old else None,
+                    ),
                 ],
                 progress,
                 f"embed ({name})",
                 cache=EmbeddingCache(s.index_dir, name),
+                pooled={p.key: p for p in pooled.values()},
             )
         lexical = None
         if lexical_job is not None:
@@ -550,6 +558,7 @@ class Pipeline:
             answer_model=self.answer_settings().model.record(),
             merge={"max_segments": s.max_segments, "max_chunks": s.merge_max_chunks},
             writer={"nice": s.writer_nice},
+            sentence_vectors=s.sentence_vectors,
         )
         index = Index(s.index_dir, manifest, docs, chunks, vectors, sentences, sentence_vectors, lexical, None)
         if base is not None:  # the folder backend: one new segment, tombstones, then the merge policy
@@ -568,11 +577,15 @@ class Pipeline:
         stage: str,
         batch: int = 256,  # big enough for e5 to sort by length and keep both cores busy
         cache: EmbeddingCache | None = None,
+        pooled: dict[str, pooling.Pooled] | None = None,
     ) -> list[np.ndarray]:
         """Vectors for each part's texts (`texts`, `reuse`: a row of `old_vectors` or None, `old_vectors`): rows
         of unchanged documents copied, texts an interrupted ingest finished read from `cache`, the rest embedded
         together, each distinct text once (passages and sentences in the same length-sorted batches; a
         sentence that is a whole passage is not embedded twice), each batch checkpointed into `cache`.
+
+        A text that is a key of `pooled` is not encoded: its vector is pooled from the token states of its
+        passage, which is run (again, if the cache held its vector) in the same batch and checkpoint.
         """
         dims = {v.shape[1] for _, _, v in parts if v is not None}
         dim = dims.pop() if len(dims) == 1 else None
@@ -582,11 +595,20 @@ class Pipeline:
             hit = cache.lookup(todo, dim)
             fresh.update((todo[j], v) for j, v in hit.items())
             todo = [t for t in todo if t not in fresh]
+        waiting = pooling.by_passage([pooled[t] for t in todo if pooled and t in pooled])
+        todo = [t for t in todo if not pooled or t not in pooled]
+        queued = set(todo)
+        todo += [p for p in waiting if p not in queued]  # passages already cached: run for their states
         for b in range(0, len(todo), batch):
             some = todo[b : b + batch]
-            out = np.asarray(emb.encode_documents(some), dtype=np.float32)
+            if any(t in waiting for t in some):
+                out, states = emb.encode_documents_with_states(some)  # type: ignore[attr-defined]
+                keys, made = pooling.pool_batch(some, states, waiting)
+                some, out = [*some, *keys], np.concatenate([np.asarray(out, np.float32), made])
+            else:
+                out = np.asarray(emb.encode_documents(some), dtype=np.float32)
             if cache is not None:
-                cache.add(some, out)
+                cache.add(some, out)  # a batch's pooled sentences with their passages, in one checkpoint
             fresh.update(zip(some, out, strict=True))
             progress(stage, min(b + batch, len(todo)), len(todo))
         if dim is None:
@@ -850,6 +872,12 @@ def _rows_of_text(
     chunk_rows = {old.chunks[r].text: r for r in rows[0].get(doc_id, ())}
     sentence_rows = {text[old.sentences[r][1] : old.sentences[r][2]]: r for r in rows[1].get(doc_id, ())}
     return chunk_rows, sentence_rows
+
+
+def _reusable(old: Index, chunker: ChunkSettings, sentence_vectors: str) -> bool:
+    """True when `old`'s vectors were made as this writer makes them (chunks cut alike, sentence vectors made
+    alike), so those of unchanged text can be kept."""
+    return old.manifest.chunker == chunker.as_dict() and old.manifest.sentence_vectors == sentence_vectors
 
 
 def _same(old: Index | None, doc: Document) -> bool:

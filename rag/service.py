@@ -30,7 +30,7 @@ import numpy as np
 
 from rag import feedback
 from rag.auth import Principal, ServiceError
-from rag.embed import Embedder
+from rag.embed import Embedder, pools_tokens
 from rag.ingest import IngestError, read, split_front_matter
 from rag.pipeline import IngestReport, Pipeline, QuestionError
 from rag.retrieve import Filters
@@ -197,6 +197,22 @@ class SerialisedEmbedder:
             with self._lock:
                 parts.append(self.inner.encode_documents(texts[i : i + self.slice_size]))
         return np.concatenate(parts) if parts else self.inner.encode_documents(texts)
+
+    def token_pooling(self) -> bool:
+        return pools_tokens(self.inner)
+
+    def token_spans(self, text: str) -> Any:
+        return self.inner.token_spans(text)  # type: ignore[attr-defined]
+
+    def encode_documents_with_states(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        vectors, states = [], []
+        for i in range(0, len(texts), self.slice_size):
+            self.traffic.wait_quiet(self.yield_seconds)
+            with self._lock:
+                v, st = self.inner.encode_documents_with_states(texts[i : i + self.slice_size])  # type: ignore[attr-defined]
+            vectors.append(v)
+            states.extend(st)
+        return (np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)), states
 
 
 class Service:

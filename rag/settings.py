@@ -34,6 +34,10 @@ class Settings:
     milvus_ranker: str = "rrf"  # the engine's fusion of its channels: "rrf" or "weighted"
     milvus_index: str = "AUTOINDEX"  # dense index type the collections are built with (FLAT, HNSW, AUTOINDEX, …)
     weights: dict[str, float] = field(default_factory=_default_weights)
+    # Sentence vectors (rag/pooling.py): "encoded" = each sentence through every encoder on its own; "pooled" =
+    # e5's from its passage's token states (no e5 work of its own), other encoders' encoded. Recorded in the
+    # index: an index built with the other value is re-embedded at its next ingest.
+    sentence_vectors: str = "encoded"
     chunk_size: int = 110
     chunk_overlap: int = 25
     k: int = 5

@@ -95,6 +95,7 @@ class Manifest:
     merge: dict[str, Any] = field(default_factory=dict)  # the merge policy the writer applied
     writer: dict[str, Any] = field(default_factory=dict)  # how the writer ran: {"nice": levels below its caller}
     backend: dict[str, Any] = field(default_factory=dict)  # where the vectors live; {} = files here (rag/backend.py)
+    sentence_vectors: str = "encoded"  # Settings.sentence_vectors the vectors were made with (rag/pooling.py)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -119,6 +120,7 @@ class Manifest:
             merge=dict(d.get("merge", {})),
             writer=dict(d.get("writer", {})),
             backend=dict(d.get("backend", {})),
+            sentence_vectors=str(d.get("sentence_vectors", "encoded")),
         )
 
     def dense_types(self) -> dict[str, int]:
