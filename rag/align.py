@@ -19,7 +19,7 @@ MIN_SIMILARITY = 0.6  # mean cosine over the encoders below which two sentences 
 def counterpart(index: Index, row: int, language: str) -> Aligned | None:
     """The sentence that says what sentence `row` says, in another edition written in `language`."""
     doc_id, _a, _b = index.sentences[row]
-    key = index.documents[doc_id].edition_key
+    key = index.edition_keys.get(doc_id, "")
     channels = [ch for ch, v in index.sentence_vectors.items() if len(v)]
     if not key or not channels:
         return None

@@ -310,8 +310,8 @@ def _fold(index: Index, hits: Sequence[Hit], rows: np.ndarray, threshold: float,
     """`fold_editions` for hits whose chunk rows are known: one pass, comparing only hits of one edition key.
 
     A hit joins the first earlier group of its key whose lead passage it matches (cosine >= threshold) and
-    that holds no passage of its own document; documents without a shared key (distinct title or issue, no
-    `edition_of`) are never folded.
+    that holds no passage of its own document; documents of different editions (`Index.edition_keys`: no
+    shared `edition_of`, title and issue, or file name but for a language tag) are never folded.
     """
     if not index.vectors or len(hits) < 2:
         return list(hits)
@@ -319,8 +319,7 @@ def _fold(index: Index, hits: Sequence[Hit], rows: np.ndarray, threshold: float,
     groups: list[list[int]] = []  # positions in `hits`
     by_key: dict[str, list[list[int]]] = {}
     for i, hit in enumerate(hits):
-        doc = index.documents.get(hit.chunk.doc_id)
-        key = doc.edition_key if doc is not None else ""
+        key = index.edition_keys.get(hit.chunk.doc_id, "")
         for group in by_key.get(key, []) if key else []:
             lead = group[0]
             if all(hits[j].chunk.doc_id != hit.chunk.doc_id for j in group) and (

@@ -131,6 +131,32 @@ class Manifest:
         return out
 
 
+_LANGUAGE_TAG = re.compile(r"[._-](?:en|eng|zh|cn|chs|cht|zh[-_](?:hans|hant|cn|tw|hk))$", re.IGNORECASE)
+
+
+def edition_groups(documents: Mapping[str, Document]) -> dict[str, str]:
+    """Document id → its edition group's key (the smallest id of the group): ids joined by a shared
+    `Document.edition_key` (metadata) or by a shared file name once a final language tag is cut off."""
+    parent = {d: d for d in documents}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first: dict[str, str] = {}
+    for doc_id in sorted(documents):
+        key = documents[doc_id].edition_key
+        for k in (f"meta:{key}" if key != "|" else "", f"file:{_LANGUAGE_TAG.sub('', doc_id)}"):
+            if not k:
+                continue
+            a, b = find(first.setdefault(k, doc_id)), find(doc_id)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {doc_id: find(doc_id) for doc_id in documents}
+
+
 @dataclass
 class Index:
     """An opened index, all in memory: rows of `chunks` match rows of each channel's vectors."""
@@ -170,11 +196,18 @@ class Index:
         return out
 
     @cached_property
+    def edition_keys(self) -> dict[str, str]:
+        """Document id → the key the editions of its issue share (the first of their ids). Documents are editions
+        of one issue when they share `meta.edition_of`, or title and issue, or a file name but for a final
+        language tag ("report-7" and "report-7.zh", "report-7.en" and "report-7.zh": no metadata needed)."""
+        return edition_groups(self.documents)
+
+    @cached_property
     def editions(self) -> dict[str, list[str]]:
-        """Edition key (`meta.edition_of`, else title and issue) → the ids of the documents sharing it."""
+        """Edition key (`edition_keys`) → the ids of the documents sharing it."""
         out: dict[str, list[str]] = {}
-        for doc_id, d in self.documents.items():
-            out.setdefault(d.edition_key, []).append(doc_id)
+        for doc_id, key in self.edition_keys.items():
+            out.setdefault(key, []).append(doc_id)
         return out
 
     @cached_property

@@ -57,3 +57,51 @@ def test_a_quote_gives_way_to_its_retrieved_counterpart_in_the_question_language
     assert in_language(index, zh, [zh, en], "en") == en
     assert in_language(index, zh, [zh], "en") == zh  # the counterpart was not retrieved: the quote stays
     assert in_language(index, zh, [zh, en], "zh") == zh  # already in the question's language
+
+
+def test_editions_pair_by_metadata_or_by_file_name_but_for_a_language_tag() -> None:
+    from rag.store import edition_groups
+
+    def doc(doc_id: str, title: str = "", issue: str = "", edition_of: str = "") -> Document:
+        return Document(doc_id, "x", Meta(title, issue, edition_of=edition_of), "en")
+
+    docs = {
+        d.doc_id: d
+        for d in [
+            doc("library-42", "Library News"),  # no metadata: paired by name with its .zh edition
+            doc("library-42.zh", "图书馆通讯"),
+            doc("report.en", "Report"),
+            doc("report.zh-hant", "報告"),
+            doc("a", "News", "7"),  # title and issue
+            doc("b", "News", "7"),
+            doc("c", edition_of="key"),  # edition_of
+            doc("d", edition_of="key"),
+            doc("lone"),  # no title, no issue, no partner: its own edition, not everyone's
+            doc("other"),
+        ]
+    }
+    groups = edition_groups(docs)
+    assert groups["library-42.zh"] == groups["library-42"] == "library-42"
+    assert groups["report.zh-hant"] == groups["report.en"]
+    assert groups["a"] == groups["b"] == "a" and groups["c"] == groups["d"] == "c"
+    assert groups["lone"] == "lone" and groups["other"] == "other"
+    assert len(set(groups.values())) == 6
+
+
+def test_counterpart_of_editions_named_alike_without_metadata() -> None:
+    docs = {
+        "news": Document("news", EN, Meta("News", language="en"), "en"),
+        "news.zh": Document("news.zh", ZH, Meta("简报", language="zh"), "zh"),
+    }
+    old = _index()
+    index = Index(
+        Path("."),
+        old.manifest,
+        docs,
+        [],
+        old.vectors,
+        [("news", *s[1:]) if s[0] == "en" else ("news.zh", *s[1:]) for s in old.sentences],
+        old.sentence_vectors,
+    )
+    aligned = counterpart(index, 0, "zh")
+    assert aligned is not None and (aligned.doc_id, aligned.start, aligned.end) == ("news.zh", 8, 17)

@@ -333,7 +333,17 @@ def test_load_configs(tmp_path: Path) -> None:
 def test_shipped_configs_load() -> None:
     configs = qa_eval.load_configs(sorted((ROOT / "eval" / "configs").glob("*.toml")), Settings())
     by_name = {c.name: c.settings for c in configs}
-    assert set(by_name) == {"default", "use-only", "e5-only", "no-lexical", "milvus", "milvus-rrf", "milvus-weighted"}
+    assert set(by_name) == {
+        "default",
+        "use-only",
+        "e5-only",
+        "no-lexical",
+        "milvus",
+        "milvus-rrf",
+        "milvus-weighted",
+        "pooled",
+    }
+    assert by_name["pooled"].sentence_vectors == "pooled" and by_name["default"].sentence_vectors == "encoded"
     assert by_name["milvus"].index_backend == "milvus" and by_name["milvus"].rerank
     assert not by_name["milvus-weighted"].rerank and by_name["milvus-weighted"].milvus_ranker == "weighted"
     assert by_name["default"].embedders == ("use", "e5") and by_name["default"].lexical
