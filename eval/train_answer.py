@@ -62,6 +62,7 @@ from rag.answer_model import (
 from rag.answer_model import load as load_answer_model
 from rag.chunk import units
 from rag.features import SENTENCE_FEATURES, candidates
+from rag.focus import focus, named_in
 from rag.pipeline import Pipeline
 from rag.qa_eval import _stage_bars
 from rag.retrieve import Filters, row_map, search
@@ -275,8 +276,6 @@ def swapped_questions(corpus: Corpus, queries: Sequence[str], texts: dict[str, s
 
     Deterministic: choices are seeded by the question id.
     """
-    from rag.focus import focus, named_in
-
     words = [_content_words(q, item.language) for q, item in zip(queries, corpus.items, strict=True)]
     foci = [focus(q).word for q in queries]
     pool: dict[str, list[tuple[str, str]]] = {}
@@ -289,7 +288,7 @@ def swapped_questions(corpus: Corpus, queries: Sequence[str], texts: dict[str, s
     for q, ws, f, item in zip(queries, words, foci, corpus.items, strict=True):
         text = texts[item.own_doc]
         if f:
-            swapped = _swap_focus(q, f, text, focus_pool.get(lang.base(item.language), []), item, focus, named_in)
+            swapped = _swap_focus(q, f, text, focus_pool.get(lang.base(item.language), []), item)
             if swapped:
                 out.append(swapped)
                 continue
@@ -306,7 +305,9 @@ def swapped_questions(corpus: Corpus, queries: Sequence[str], texts: dict[str, s
     return out
 
 
-def _swap_focus(question, word, text, pool, item, focus, named_in, tries: int = 12) -> str:  # type: ignore[no-untyped-def]
+def _swap_focus(
+    question: str, word: str, text: str, pool: Sequence[tuple[str, str]], item: Item, tries: int = 12
+) -> str:
     """`question` asking for another article's focus instead of `word`, one the paragraph `text` never names
     and the question still reads as its focus; "" when none of `tries` seeded picks does."""
     rng = random.Random(f"{SEED}-focus-{item.qid}")

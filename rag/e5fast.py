@@ -350,7 +350,8 @@ class FastE5:
         def run(batch: list[int]) -> None:
             with self._torch.inference_mode():
                 pooled[batch], rows = self._forward([windows[j][1] for j in batch], states is not None)
-            hidden.update(zip(batch, rows, strict=True))
+            if states is not None:
+                hidden.update(zip(batch, rows, strict=True))
 
         if workers > 1 and len(batches) > 1:
             from concurrent.futures import ThreadPoolExecutor

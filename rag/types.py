@@ -56,7 +56,8 @@ class Document:
 
     @property
     def edition_key(self) -> str:
-        """What editions of one issue in several languages share: `meta.edition_of`, else title and issue."""
+        """The metadata editions of one issue in several languages share: `meta.edition_of`, else title and
+        issue (`Index.edition_keys` also pairs file names that differ only by a language tag)."""
         return self.meta.edition_of or f"{self.meta.title}|{self.meta.issue}"
 
     def section_at(self, offset: int) -> Section | None:
