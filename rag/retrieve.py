@@ -134,7 +134,8 @@ def search(
     n = len(index.chunks)
     if n == 0:
         return []
-    mask = allowed_rows(index, filters)
+    filtered = allowed_rows(index, filters)
+    mask = filtered
     if index.live is not None:  # rows of deleted or replaced documents, still in their segments
         mask = index.live if mask is None else mask & index.live
     if mask is not None and not mask.any():
@@ -146,7 +147,7 @@ def search(
         candidates.update(dense_top(index, ch, query_vectors[ch], fusion.candidates, mask))
     lex: np.ndarray | None = None
     if index.lexical is not None and (fusion.weight("bm25") or fusion.weight("bm25", cross=True)):
-        if mask is None:  # BM25 keeps only its top matches (the filtered pool needs every match)
+        if filtered is None:  # BM25 keeps only its top matches (deleted rows never score; a filter needs them all)
             lex = _top_scores(index.lexical, query, language, max(fusion.candidates * 5, 200))
         else:
             lex = index.lexical.scores(query, language=language)

@@ -227,3 +227,32 @@ def test_sentence_ranges_equal_the_chunk_by_chunk_map(settings, corpus) -> None:
     ranges = SentenceRanges.of(seg.chunks, seg.sentences)
     assert isinstance(ranges, SentenceRanges) and len(seg.chunks) > 3
     assert list(ranges) == map_chunk_sentences(seg.chunks, seg.sentences)
+
+
+def test_an_unfiltered_search_over_deleted_rows_keeps_bm25_to_its_top_matches(settings, corpus, monkeypatch) -> None:
+    """Tombstones alone are no filter: BM25 stays on its top-k path (deleted rows never score there), so a
+    question costs the same before and after an update, and the hits equal those of the merged index."""
+    from rag.lexical import SegmentedLexical
+    from rag.retrieve import Filters, search
+
+    pipe = Pipeline(settings, {"hash": HashEmbedder()})
+    _write(corpus, "other.txt", "OTHER\n\nReturns were discussed in Brussels by Ms Kowalska.\n")
+    pipe.ingest([corpus])
+    _write(corpus, "other.txt", "OTHER\n\nReadmission was discussed in Brussels.\n")
+    pipe.ingest([corpus])
+    index = open_index(settings.index_dir, ("hash",))
+    assert index.live is not None and not index.live.all()
+    query = "Who discussed returns in Brussels?"
+    qv = {"hash": HashEmbedder().encode_queries([query])[0]}
+    want = [(h.chunk.chunk_id, h.score) for h in search(index, query, qv, pipe.fusion(), k=3)]
+
+    def everything(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise AssertionError("BM25 scored every row of an unfiltered question")
+
+    fresh = Pipeline(settings.replace(index_name="fresh"), {"hash": HashEmbedder()})  # the live documents only
+    fresh.ingest([corpus])
+    assert [(h.chunk.chunk_id, h.score) for h in fresh.search(query, k=3)] == want
+    monkeypatch.setattr(SegmentedLexical, "scores", everything)
+    assert [(h.chunk.chunk_id, h.score) for h in search(index, query, qv, pipe.fusion(), k=3)] == want
+    with pytest.raises(AssertionError, match="every row"):  # a real filter still needs every match
+        search(index, query, qv, pipe.fusion(), Filters(language="en"), k=3)
