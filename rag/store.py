@@ -148,6 +148,7 @@ def edition_groups(documents: Mapping[str, Document]) -> dict[str, str]:
     first: dict[str, str] = {}
     for doc_id in sorted(documents):
         key = documents[doc_id].edition_key
+        # ("|": no edition_of, no title, no issue: that says nothing about which documents go together)
         for k in (f"meta:{key}" if key != "|" else "", f"file:{_LANGUAGE_TAG.sub('', doc_id)}"):
             if not k:
                 continue

@@ -202,13 +202,24 @@ def test_corpus_and_search_arrays_of_segments_equal_those_built_over_the_live_do
     assert (st.chunk_doc[~index.live] == -1).all()
 
 
-def test_sentence_rows_per_document_of_segments(settings, corpus) -> None:
+def _replaced(settings, corpus, before: str, after: str):  # type: ignore[no-untyped-def]
+    """A pipeline and its index after one newsletter was written as `before`, ingested, rewritten as `after`
+    and ingested again: two segments, the first version's rows tombstoned."""
     pipe = Pipeline(settings, {"hash": HashEmbedder()})
-    _write(corpus, "other.txt", "OTHER\n\nReturns were discussed. Readmission too.\n")
+    _write(corpus, "other.txt", before)
     pipe.ingest([corpus])
-    _write(corpus, "other.txt", "OTHER\n\nReadmission was discussed in Lisbon. Then returns.\n")
+    _write(corpus, "other.txt", after)
     pipe.ingest([corpus])
-    index = open_index(settings.index_dir, ("hash",))
+    return pipe, open_index(settings.index_dir, ("hash",))
+
+
+def test_sentence_rows_per_document_of_segments(settings, corpus) -> None:
+    _pipe, index = _replaced(
+        settings,
+        corpus,
+        "OTHER\n\nReturns were discussed. Readmission too.\n",
+        "OTHER\n\nReadmission was discussed in Lisbon. Then returns.\n",
+    )
     want: dict[str, list[int]] = {}
     for row, (d, _a, _b) in enumerate(index.sentences):
         if index.sentence_live[row]:
@@ -235,12 +246,12 @@ def test_an_unfiltered_search_over_deleted_rows_keeps_bm25_to_its_top_matches(se
     from rag.lexical import SegmentedLexical
     from rag.retrieve import Filters, search
 
-    pipe = Pipeline(settings, {"hash": HashEmbedder()})
-    _write(corpus, "other.txt", "OTHER\n\nReturns were discussed in Brussels by Ms Kowalska.\n")
-    pipe.ingest([corpus])
-    _write(corpus, "other.txt", "OTHER\n\nReadmission was discussed in Brussels.\n")
-    pipe.ingest([corpus])
-    index = open_index(settings.index_dir, ("hash",))
+    pipe, index = _replaced(
+        settings,
+        corpus,
+        "OTHER\n\nReturns were discussed in Brussels by Ms Kowalska.\n",
+        "OTHER\n\nReadmission was discussed in Brussels.\n",
+    )
     assert index.live is not None and not index.live.all()
     query = "Who discussed returns in Brussels?"
     qv = {"hash": HashEmbedder().encode_queries([query])[0]}
