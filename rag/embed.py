@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 
@@ -32,11 +32,21 @@ class Embedder(Protocol):
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def pools_tokens(emb: Embedder) -> bool:
-    """True when `emb` gives passages' token states and spans (`token_spans`, `encode_documents_with_states`),
-    so sentence vectors can be pooled from them (rag/pooling.py)."""
-    check = getattr(emb, "token_pooling", None)
-    return bool(check()) if callable(check) else False
+@runtime_checkable
+class TokenStates(Protocol):
+    """An encoder that can also give a passage's final token states and their character spans, so sentence
+    vectors can be pooled from them (rag/pooling.py); `token_pooling()` says whether it can right now."""
+
+    def token_pooling(self) -> bool: ...
+
+    def token_spans(self, text: str) -> Any: ...
+
+    def encode_documents_with_states(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]: ...
+
+
+def pools_tokens(emb: object) -> TypeGuard[TokenStates]:
+    """True when `emb` gives passages' token states and spans (a `TokenStates` that can pool now)."""
+    return isinstance(emb, TokenStates) and emb.token_pooling()
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

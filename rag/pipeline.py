@@ -510,8 +510,8 @@ class Pipeline:
         sentence_texts = [docs[d].text[a:b] for d, a, b in sentences]
         for name, emb in self.embedders.items():
             pooled: dict[int, pooling.Pooled] = {}
-            if s.sentence_vectors == "pooled" and pools_tokens(emb):
-                pooled = pooling.plan(chunks, reuse_chunk_rows, sentences, reuse_sentence_rows, emb.token_spans)  # type: ignore[attr-defined]
+            if self._sentence_vectors() == "pooled" and pools_tokens(emb):
+                pooled = pooling.plan(chunks, reuse_chunk_rows, sentences, reuse_sentence_rows, emb.token_spans)
             vectors[name], sentence_vectors[name] = self._embed(
                 emb,
                 [
@@ -608,8 +608,8 @@ class Pipeline:
         todo += [p for p in waiting if p not in queued]  # passages already cached: run for their states
         for b in range(0, len(todo), batch):
             some = todo[b : b + batch]
-            if any(t in waiting for t in some):
-                out, states = emb.encode_documents_with_states(some)  # type: ignore[attr-defined]
+            if any(t in waiting for t in some) and pools_tokens(emb):
+                out, states = emb.encode_documents_with_states(some)
                 keys, made = pooling.pool_batch(some, states, waiting)
                 some, out = [*some, *keys], np.concatenate([np.asarray(out, np.float32), made])
             else:

@@ -24,13 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from rag import feedback
 from rag.auth import Principal, ServiceError
-from rag.embed import Embedder, pools_tokens
+from rag.embed import Embedder, TokenStates, pools_tokens
 from rag.ingest import IngestError, read, split_front_matter
 from rag.pipeline import IngestReport, Pipeline, QuestionError
 from rag.retrieve import Filters
@@ -166,6 +166,9 @@ class Traffic:
             self._quiet.wait_for(lambda: self._n == 0, timeout=timeout)
 
 
+T = TypeVar("T")
+
+
 class SerialisedEmbedder:
     """One call at a time into a model not known to be thread-safe, questions first.
 
@@ -191,28 +194,33 @@ class SerialisedEmbedder:
             return self.inner.encode_queries(texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        parts = []
-        for i in range(0, len(texts), self.slice_size):
-            self.traffic.wait_quiet(self.yield_seconds)
-            with self._lock:
-                parts.append(self.inner.encode_documents(texts[i : i + self.slice_size]))
+        parts = self._in_slices(texts, self.inner.encode_documents)
         return np.concatenate(parts) if parts else self.inner.encode_documents(texts)
 
     def token_pooling(self) -> bool:
         return pools_tokens(self.inner)
 
     def token_spans(self, text: str) -> Any:
-        return self.inner.token_spans(text)  # type: ignore[attr-defined]
+        return self._pooling().token_spans(text)
 
     def encode_documents_with_states(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-        vectors, states = [], []
+        parts = self._in_slices(texts, self._pooling().encode_documents_with_states)
+        vectors = np.concatenate([v for v, _ in parts]) if parts else np.zeros((0, self.dim), np.float32)
+        return vectors, [state for _, states in parts for state in states]
+
+    def _pooling(self) -> TokenStates:
+        if not pools_tokens(self.inner):
+            raise TypeError(f"encoder {self.inner.id} gives no token states")
+        return self.inner
+
+    def _in_slices(self, texts: Sequence[str], encode: Callable[[Sequence[str]], T]) -> list[T]:
+        """`encode` of `slice_size` texts at a time, each slice waiting for a quiet moment between questions."""
+        out = []
         for i in range(0, len(texts), self.slice_size):
             self.traffic.wait_quiet(self.yield_seconds)
             with self._lock:
-                v, st = self.inner.encode_documents_with_states(texts[i : i + self.slice_size])  # type: ignore[attr-defined]
-            vectors.append(v)
-            states.extend(st)
-        return (np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)), states
+                out.append(encode(texts[i : i + self.slice_size]))
+        return out
 
 
 class Service:
