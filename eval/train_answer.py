@@ -11,6 +11,9 @@ chunker, encoders and BM25), and every question is asked by the real retrieval:
   sentences of the retrieved passages;
 - with its paragraph removed (the rest of its article stays, so the passages retrieved are near misses):
   unanswerable, unless a retrieved sentence still contains the answer text (then it is dropped as ambiguous);
+- with the sentences holding its answer left out of the candidates (their passages still read whole);
+  with `--masked struck` instead, asked against a second index whose documents lack those sentences
+  (`struck_corpus`), so passages, BM25 and cosines read text without the fact (a variant; docs/answer-model.md);
 - XQuAD only: with the question's own edition removed, so the answer is in the other language;
 - swapped: one of the question's content words that its paragraph uses replaced by another article's word
   that the paragraph never uses ("Which hotel …" for "Which city …"): unanswerable, the attribute near miss.
@@ -60,7 +63,7 @@ from rag.answer_model import (
     sigmoid,
 )
 from rag.answer_model import load as load_answer_model
-from rag.chunk import units
+from rag.chunk import split_sentences, units
 from rag.features import SENTENCE_FEATURES, candidates
 from rag.focus import focus, named_in
 from rag.pipeline import Pipeline
@@ -196,7 +199,7 @@ def squad_corpus(name: str, files: Sequence[Path], rng: random.Random, paragraph
 @dataclass
 class Scenario:
     item: Item
-    kind: str  # "full", "removed", "cross"
+    kind: str  # "full", "removed", "cross", "masked", "struck", "swapped"
     answerable: bool
     features: np.ndarray  # candidate sentences × SENTENCE_FEATURES
     labels: np.ndarray  # 1 for a sentence holding the answer
@@ -204,12 +207,40 @@ class Scenario:
     asks_type: bool
 
 
-def scenarios(pipe: Pipeline, corpus: Corpus, bar: bool) -> list[Scenario]:
-    """Ask every question of the corpus against its index: as is, with its answer removed or masked, from
-    the other edition, and with one of its words swapped for a word the paragraph never uses."""
+def struck_corpus(corpus: Corpus) -> Corpus:
+    """The corpus with every sentence that holds one of its answers cut out of its documents (each edition's
+    own answer sentence; a sentence that only repeats an answer's text goes too). Asked against it, a question
+    meets an archive on exactly its topic that never states the fact asked for: retrieval, passage cosines,
+    BM25 and coverage all read text without it, as they do for a real near miss."""
+    cut: dict[str, list[tuple[int, str]]] = {}
+    for item in corpus.items:
+        for doc_id, (start, answer) in item.gold.items():
+            cut.setdefault(doc_id, []).append((start, answer))
+    documents = []
+    for doc in corpus.documents:
+        answers = cut.get(doc.doc_id, [])
+        kept = [
+            doc.text[a:b]
+            for a, b in split_sentences(doc.text)
+            if not any(a <= start < b or (len(t) >= 2 and t in doc.text[a:b]) for start, t in answers)
+        ]
+        text = " ".join(kept) if doc.language != "zh" else "".join(kept)
+        if text.strip():
+            documents.append(_doc(doc.doc_id, text, doc.meta.language, doc.meta.title, doc.meta.edition_of))
+    return Corpus(f"{corpus.name}-struck", tuple(documents), corpus.items)
+
+
+def scenarios(
+    pipe: Pipeline, corpus: Corpus, bar: bool, struck: Pipeline | None = None, masked: bool = True
+) -> list[Scenario]:
+    """Ask every question of the corpus against its index: as is, with its paragraph removed, from the other
+    edition, with one of its words swapped for a word the paragraph never uses, with the answer sentences
+    masked out of the candidates (`masked`; their passages still read whole), and against the `struck` index
+    (`struck_corpus`: its answer sentences cut out of the text)."""
     from tqdm import tqdm
 
     index = pipe.index()
+    struck_index = struck.index() if struck is not None else None
     queries = [lang.to_simplified(i.question) if i.language == "zh-hant" else i.question for i in corpus.items]
     texts = {d.doc_id: d.text for d in corpus.documents}
     swaps = swapped_questions(corpus, queries, texts)
@@ -224,8 +255,11 @@ def scenarios(pipe: Pipeline, corpus: Corpus, bar: bool) -> list[Scenario]:
         plans = [
             ("full", (), True, n),
             ("removed", tuple(item.gold), False, n),
-            ("masked", (), False, n),
         ]
+        if masked:
+            plans.append(("masked", (), False, n))
+        if struck_index is not None:
+            plans.append(("struck", (), False, n))
         if len(item.gold) > 1:
             plans.append(("cross", (item.own_doc,), True, n))
         if n in swapped_at:
@@ -233,21 +267,23 @@ def scenarios(pipe: Pipeline, corpus: Corpus, bar: bool) -> list[Scenario]:
         for kind, removed, answerable, at in plans:
             query = asked[at]
             qv = {name: v[at] for name, v in vectors.items()}
-            hits = search(index, query, qv, pipe.fusion(), Filters(exclude=removed), K, item.language)
-            masked = _answer_rows(index, hits, item) if kind == "masked" else frozenset()
-            found = candidates(index, hits, query, item.language, qv, masked)
+            asked_of = struck_index if kind == "struck" and struck_index is not None else index
+            hits = search(asked_of, query, qv, pipe.fusion(), Filters(exclude=removed), K, item.language)
+            left_out = _answer_rows(index, hits, item) if kind == "masked" else frozenset()
+            found = candidates(asked_of, hits, query, item.language, qv, left_out)
             if not found.items:
                 continue
             labels = np.zeros(len(found.items))
             ambiguous = False
             for j, c in enumerate(found.items):
-                doc_id, a, b = index.sentences[c.row]
-                if doc_id in item.gold and kind != "swapped":
+                doc_id, a, b = asked_of.sentences[c.row]
+                if doc_id in item.gold and kind != "swapped" and asked_of is index:
                     start, _text = item.gold[doc_id]
                     labels[j] = float(a <= start < b)
                 elif not answerable and kind != "swapped":
                     answer = item.gold[item.own_doc][1]
-                    ambiguous = ambiguous or (len(answer) >= 2 and answer in index.documents[doc_id].text[a:b])
+                    text = asked_of.documents[doc_id].text[a:b]
+                    ambiguous = ambiguous or (len(answer) >= 2 and answer in text)
             if ambiguous:
                 continue
             out.append(
@@ -546,6 +582,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="keep each question-model weight on the side rag.answer_model.QUESTION_SIGNS declares (a variant)",
     )
+    parser.add_argument(
+        "--masked",
+        choices=("excluded", "struck"),
+        default="excluded",
+        help="answer-masked negatives: the answer sentences left out of the candidates only (excluded, the "
+        "shipped model), or cut out of the text of a second index (struck: a variant, docs/answer-model.md)",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
@@ -569,7 +612,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for corpus in corpora:
         pipe = Pipeline(base.replace(index_name=f"train-{corpus.name}"), shared)
         pipe.update(corpus.documents, _stage_bars(not args.quiet, corpus.name), replace_all=True)
-        examples += scenarios(pipe, corpus, not args.quiet)
+        struck = None
+        if args.masked == "struck":
+            cut = struck_corpus(corpus)
+            struck = Pipeline(base.replace(index_name=f"train-{cut.name}"), shared)
+            struck.update(cut.documents, _stage_bars(not args.quiet, cut.name), replace_all=True)
+        examples += scenarios(pipe, corpus, not args.quiet, struck, masked=struck is None)
     model, report = train(examples, args.signed)
     model = replace(
         model,

@@ -92,3 +92,21 @@ def test_a_swapped_question_asks_for_a_focus_the_paragraph_never_names(train) ->
     # names a city too, so "Which city …" would be answerable: q2 gets a content-word swap instead
     assert swapped[0] == "Which university hosted the seminar on border management?"
     assert swapped[1] and not swapped[1].startswith("Which city")
+
+
+def test_a_struck_corpus_cuts_each_answer_sentence_of_both_editions(train) -> None:  # type: ignore[no-untyped-def]
+    from rag.types import Document, Meta
+
+    def doc(doc_id: str, text: str, language: str) -> Document:
+        return Document(doc_id, text, Meta(title="t", issue=doc_id, language=language, edition_of="p1"), language)
+
+    en = "The seminar met in Hangzhou. It lasted two days. Experts came from Spain."
+    zh = "研讨会在杭州举行。会期两天。专家来自西班牙。"
+    item = train.Item(
+        "q1", "t", "a", "Where did the seminar meet?", "en", {"en": (20, "Hangzhou"), "zh": (0, "杭州")}, "en"
+    )
+    other = train.Item("q2", "t", "a", "Where were experts from?", "en", {"en": (en.index("Spain"), "Spain")}, "en")
+    cut = train.struck_corpus(train.Corpus("c", (doc("en", en, "en"), doc("zh", zh, "zh")), (item, other)))
+    assert cut.name == "c-struck" and cut.items == (item, other)
+    assert [d.text for d in cut.documents] == ["It lasted two days.", "会期两天。专家来自西班牙。"]
+    assert [d.meta.edition_of for d in cut.documents] == ["p1", "p1"]
