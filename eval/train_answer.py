@@ -1,6 +1,7 @@
 """Train the answer model on public QA data, never on the newsletters; write `rag/models/answer.json`.
 
-    python eval/train_answer.py --data ../shared/data [--dev eval/datasets/mmsp-dev] [--out rag/models/answer.json]
+    python eval/train_answer.py --data ../shared/data [--dev eval/datasets/mmsp-dev eval/datasets/transit-dev]
+        [--out rag/models/answer.json]
 
 Data (read from `--data`, never copied): XQuAD **dev split** (first 24 articles, English and Chinese editions of
 the same paragraphs), CMRC 2018 dev + trial (Simplified), DRCD dev (Traditional), each subsampled by article
@@ -11,9 +12,9 @@ chunker, encoders and BM25), and every question is asked by the real retrieval:
   sentences of the retrieved passages;
 - with its paragraph removed (the rest of its article stays, so the passages retrieved are near misses):
   unanswerable, unless a retrieved sentence still contains the answer text (then it is dropped as ambiguous);
-- with the sentences holding its answer left out of the candidates (their passages still read whole);
-  with `--masked struck` instead, asked against a second index whose documents lack those sentences
-  (`struck_corpus`), so passages, BM25 and cosines read text without the fact (a variant; docs/answer-model.md);
+- against a second index whose documents lack the sentences holding its answer (`struck_corpus`), so passages,
+  BM25 and cosines read text without the fact: unanswerable; with `--masked excluded` (the sixth model) those
+  sentences are only left out of the candidates and their passages still read whole;
 - XQuAD only: with the question's own edition removed, so the answer is in the other language;
 - swapped: one of the question's content words that its paragraph uses replaced by another article's word
   that the paragraph never uses ("Which hotel …" for "Which city …"): unanswerable, the attribute near miss.
@@ -21,7 +22,8 @@ chunker, encoders and BM25), and every question is asked by the real retrieval:
 The sentence model is a logistic regression over `rag.features.SENTENCE_FEATURES`; the question model one over
 `rag.answer_model.QUESTION_FEATURES`, fed with sentence-model logits cross-fitted on two article folds so it
 learns from honest scores. Held-out figures of each are computed on a third of the articles never fitted on.
-With `--dev` (the dev set, never a held-out one), two things are fitted on that dataset:
+With `--dev` (dev sets, never a held-out one; several are read as one set of questions, so the correction
+and thresholds are fitted on more than one newsletter), two things are fitted on them:
 
 - a *correction* of the question model: a logistic regression over the same question features with the public
   model's logit as its offset, shrunk towards no change; the shrinkage is chosen by 5-fold cross-validation
@@ -542,7 +544,7 @@ def dev_rows(pipe_settings, model_path: Path, dataset: Path) -> list[dict]:  # t
         abstain_threshold=0.0,
         confident_threshold=0.0,
         corpus=ds.corpus,
-        index_name="train-dev",
+        index_name=f"train-dev-{ds.name}",
     )
     pipe = Pipeline(settings)
     pipe.ingest([ds.corpus], replace_all=True)
@@ -573,7 +575,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "rag" / "models" / "answer.json")
     parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "eval" / "out" / "answer-train")
-    parser.add_argument("--dev", type=Path, help="dev dataset to choose the thresholds on (never a held-out one)")
+    parser.add_argument(
+        "--dev",
+        type=Path,
+        nargs="+",
+        help="dev datasets to fit the correction and choose the thresholds on, together (never a held-out one)",
+    )
     parser.add_argument("--xquad-questions", type=int, default=300, help="per language")
     parser.add_argument("--cmrc", type=int, nargs=2, default=(120, 400), metavar=("PARAGRAPHS", "QUESTIONS"))
     parser.add_argument("--drcd", type=int, nargs=2, default=(120, 400), metavar=("PARAGRAPHS", "QUESTIONS"))
@@ -584,10 +591,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--masked",
-        choices=("excluded", "struck"),
-        default="excluded",
-        help="answer-masked negatives: the answer sentences left out of the candidates only (excluded, the "
-        "shipped model), or cut out of the text of a second index (struck: a variant, docs/answer-model.md)",
+        choices=("struck", "excluded"),
+        default="struck",
+        help="answer-masked negatives: the answer sentences cut out of the text of a second index (struck, the "
+        "shipped model) or only left out of the candidates (excluded: the sixth model; docs/answer-model.md)",
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -636,10 +643,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.save(args.out)
     load_answer_model.cache_clear()  # the dev run below reads the model just written, not one loaded before
     if args.dev:
-        rows = dev_rows(base.replace(index_root=args.cache / "index"), args.out, args.dev)
+        rows = [r for dev in args.dev for r in dev_rows(base.replace(index_root=args.cache / "index"), args.out, dev)]
         for r in rows:
             r["never_mentioned"] = r["abstained"]  # with thresholds at 0 only the name rules abstain
         correction, out_of_fold, chosen = fit_correction(rows, model)
+        dev_names = "+".join(dev.name for dev in args.dev)
         for r, c in zip(rows, out_of_fold, strict=True):
             r["confidence"] = float(c)
         thresholds = choose_thresholds(rows)
@@ -648,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model,
             thresholds=thresholds,
             correction=correction,
-            meta={**model.meta, "thresholds_from": str(args.dev.name), "corrected_on": str(args.dev.name), **report},
+            meta={**model.meta, "thresholds_from": dev_names, "corrected_on": dev_names, **report},
         )
         model.save(args.out)
     print(json.dumps({"thresholds": vars_of(model.thresholds), **report}, indent=1), file=sys.stderr)

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT / "eval" / "datasets"
 DEV, HELDOUT, PARAPHRASE = "mmsp-dev", "mmsp-heldout", "mmsp-paraphrase"
 ALL = [DEV, HELDOUT, PARAPHRASE]
+OWN_CORPUS = {"library-heldout": "lib-", "transit-dev": "tr-"}  # other newsletters, each in its own corpus/ folder
 LANGUAGES = {"en", "zh", "zh-hant"}
 FIELDS = {"id": str, "language": str, "question": str, "evidence": list, "answer": str, "unanswerable": bool}
 ZH_EDITION = ".zh"  # doc_id suffix of the Chinese edition
@@ -63,7 +64,7 @@ def test_dataset_json(name: str) -> None:
     assert folder == (ROOT / "data" / "newsletters").resolve()
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + list(OWN_CORPUS))
 def test_fields_and_types(name: str) -> None:
     for r in load(name):
         assert set(r) >= set(FIELDS), r.get("id")
@@ -94,14 +95,14 @@ def test_unique_ids_and_prefixes(name: str) -> None:
     assert len(questions) == len(set(questions)), "duplicate question text"
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + list(OWN_CORPUS))
 def test_unanswerable_iff_no_evidence(name: str) -> None:
     for r in load(name):
         assert r["unanswerable"] == (not r["evidence"]), r["id"]
         assert (r["answer"] == "") == r["unanswerable"], r["id"]
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + list(OWN_CORPUS))
 def test_quotes_verbatim_in_cleaned_text(name: str) -> None:
     docs = texts(name)
     for r in load(name):
@@ -110,7 +111,7 @@ def test_quotes_verbatim_in_cleaned_text(name: str) -> None:
             assert e["quote"] in docs[e["doc_id"]], (r["id"], e["quote"])
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + list(OWN_CORPUS))
 def test_question_language_matches_detection(name: str) -> None:
     for r in load(name):
         assert detect(r["question"]) == r["language"], (r["id"], r["question"])
@@ -184,3 +185,16 @@ def test_paraphrase_counts() -> None:
     langs = Counter(r["language"] for r in records)
     assert langs == {"en": 54, "zh": 30, "zh-hant": 36}
     assert Counter(r["language"] for r in records if r["unanswerable"]) == {"en": 9, "zh": 6, "zh-hant": 9}
+
+
+@pytest.mark.parametrize("name", list(OWN_CORPUS))
+def test_own_corpus_datasets(name: str) -> None:
+    m = meta(name)
+    assert m["name"] == name and m["description"].strip()
+    assert (DATASETS / name / m["corpus"]).resolve() == (DATASETS / name / "corpus").resolve()
+    records = load(name)
+    assert len({r["id"] for r in records}) == len(records)
+    assert len({r["question"] for r in records}) == len(records), "duplicate question text"
+    assert all(r["id"].startswith(OWN_CORPUS[name] + r["language"].replace("zh-hant", "zh")) for r in records)
+    assert {r["language"] for r in records} == LANGUAGES
+    assert 0 < sum(r["unanswerable"] for r in records) < len(records)
