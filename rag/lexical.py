@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -352,6 +353,21 @@ class _Field:
                 out.append((qi, r, v))
         return out
 
+    def columns(self, query: Sequence[Concept]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The query's terms in this field, for the compiled scorer: (columns, float32 weights, concept offsets:
+        concept i's terms are [offsets[i], offsets[i + 1]), in the order the concept lists them)."""
+        cols: list[int] = []
+        weights: list[float] = []
+        offsets = [0]
+        for c in query:
+            for t, w in c:
+                i = self.vocab.get(t)
+                if i is not None:
+                    cols.append(i)
+                    weights.append(w)
+            offsets.append(len(cols))
+        return np.array(cols, np.int64), np.array(weights, np.float32), np.array(offsets, np.int64)
+
     def score(self, query: Sequence[Concept], settings: Settings) -> np.ndarray:
         """BM25 per passage divided by the query's self-score, so 1 ≈ every concept matched once."""
         n = self.tf.shape[0]
@@ -359,19 +375,103 @@ class _Field:
 
 
 Part = tuple[_Field, np.ndarray, "np.ndarray | None"]  # field, global row of each passage, live mask or None
+Scored = tuple[np.ndarray, np.ndarray]  # global rows, their float32 scores
+
+
+@lru_cache(maxsize=1)
+def _compiled() -> Any:
+    """The compiled scorer (`rag.bm25_jit`), imported on first use (numba takes about half a second to import);
+    None when numba is not installed, and the numpy scorer below serves."""
+    try:
+        from rag import bm25_jit
+    except ImportError:
+        return None
+    return bm25_jit
+
+
+def _live_stats(parts: Sequence[Part]) -> tuple[int, float]:
+    """(live passages, their summed lengths) over all parts: BM25's collection size and mean length."""
+    n, total_len = 0, 0.0
+    for f, rows, live in parts:
+        if live is None:
+            n += len(rows)
+            total_len += float(np.sum(f.length))
+        else:
+            n += int(live.sum())
+            total_len += float(np.sum(f.length[live]))
+    return n, total_len
 
 
 def _field_scores(parts: Sequence[Part], query: Sequence[Concept], settings: Settings) -> list[np.ndarray | None]:
+    """`_numpy_field_scores`, compiled when numba is installed (the same floats)."""
+    jit = _compiled()
+    if jit is None:
+        return _numpy_field_scores(parts, query, settings)
+    totals, self_score = _compiled_totals(jit, parts, query, settings, _live_stats(parts))
+    return [None if t is None else jit.finish(t, self_score, _NONE, 1.0, _F1, _F1, False, len(t)) for t in totals]
+
+
+_NONE = np.zeros(0, np.float64)  # no totals (the kernels take arrays, not None)
+_NO_LIVE = np.zeros(0, np.bool_)
+_F1 = np.float32(1)
+
+
+def _compiled_totals(
+    jit: Any, parts: Sequence[Part], query: Sequence[Concept], settings: Settings, stats: tuple[int, float]
+) -> tuple[list[np.ndarray | None], float]:
+    """`_numpy_field_scores` before its last step: per part the float64 BM25 sums (None when nothing matches),
+    and the self-score they are divided by. `stats` is `_live_stats(parts)` (callers keep it: it reads every
+    passage's length)."""
+    if not query:
+        return [None] * len(parts), 1.0
+    n, total_len = stats
+    found = []
+    for f, rows, live in parts:
+        terms = f.columns(query)
+        found.append(
+            (terms, jit.gather(f._csc, terms, _NO_LIVE if live is None else live, live is not None, len(rows)))
+        )
+    if not any(g[0].any() for _t, g in found) or n == 0:
+        return [None] * len(parts), 1.0
+    df = np.zeros(len(query), np.int64)
+    for _terms, g in found:
+        df += g[0]
+    idf = np.log1p((n - df + 0.5) / (df + 0.5))
+    bm25 = (settings.k1, settings.b, max(total_len / n, 1e-9))
+    out: list[np.ndarray | None] = []
+    for (f, rows, live), (terms, g) in zip(parts, found, strict=True):
+        if not g[0].any():
+            out.append(None)
+            continue
+        total = np.zeros(len(rows), np.float64)
+        has_live = live is not None
+        jit.accumulate(
+            f._csc, terms, live if has_live else _NO_LIVE, has_live, g, idf, np.asarray(f.length), bm25, total
+        )
+        out.append(total)
+    return out, float(idf.sum())
+
+
+def _numpy_field_scores(parts: Sequence[Part], query: Sequence[Concept], settings: Settings) -> list[np.ndarray | None]:
     """BM25 of `query` over several fields of one language read as one collection (segments of an index):
     per part, its passages' scores (float32, 0 where nothing matches), or None when none matches.
 
-    Each part is (field, global row of each of its passages, live mask of its passages or None). Document
-    frequencies, the passage count and the mean length are those of the live passages of all parts together,
-    so the scores equal those of one field built over the same live passages. Unmatched concepts count at the
-    highest idf (so a pool that explains less of the query scores lower): the self-score is the idf sum.
+    The reference scorer (numpy), and the one serving when numba is not installed. Each part is (field,
+    global row of each of its passages, live mask of its passages or None). Document frequencies, the passage
+    count and the mean length are those of the live passages of all parts together, so the scores equal those
+    of one field built over the same live passages. Unmatched concepts count at the highest idf (so a pool that
+    explains less of the query scores lower): the self-score is the idf sum.
     """
+    totals, self_score = _numpy_totals(parts, query, settings)
+    return [None if t is None else (t / self_score).astype(np.float32) for t in totals]
+
+
+def _numpy_totals(
+    parts: Sequence[Part], query: Sequence[Concept], settings: Settings
+) -> tuple[list[np.ndarray | None], float]:
+    """`_numpy_field_scores` before the division: per part the float64 sums (or None), and the self-score."""
     if not query:
-        return [None] * len(parts)
+        return [None] * len(parts), 1.0
     n, total_len = 0, 0.0
     found = []
     for f, rows, live in parts:
@@ -384,7 +484,7 @@ def _field_scores(parts: Sequence[Part], query: Sequence[Concept], settings: Set
             total_len += float(np.sum(length[live]))
         found.append(f.postings(query, live))
     if not any(found) or n == 0:
-        return [None] * len(parts)
+        return [None] * len(parts), 1.0
     df = np.zeros(len(query), np.int64)
     for postings in found:
         for qi, r, _v in postings:
@@ -408,8 +508,8 @@ def _field_scores(parts: Sequence[Part], query: Sequence[Concept], settings: Set
             d += v
             x /= d
             total[r] += x
-        out.append((total / self_score).astype(np.float32))
-    return out
+        out.append(total)
+    return out, self_score
 
 
 def _bm25(parts: Sequence[Part], query: Sequence[Concept], settings: Settings, size: int) -> np.ndarray:
@@ -479,6 +579,10 @@ class LexicalIndex:
     def top(self, query: str, k: int, language: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best (row, score) with a positive score, best first, ties by row."""
         return SegmentedLexical([(0, self, None)]).top(query, k, language)
+
+    def warm_up(self) -> None:
+        """Compile the BM25 loops for this index's arrays now (`SegmentedLexical.warm_up`)."""
+        SegmentedLexical([(0, self, None)]).warm_up()
 
     def document_frequency(self, term: str, language: str) -> tuple[int, int]:
         """(passages of `language` holding the index term, passages of `language`)."""
@@ -635,8 +739,77 @@ class SegmentedLexical:
             out[p] = (f, rows + o, None if live is None else live[rows])
         return out
 
+    def _stats(self, kind: str, lang: str) -> tuple[int, float]:
+        """`_live_stats` of a field's parts, once per index (it reads every passage's length)."""
+        cache = self.__dict__.setdefault("_stats_cache", {})
+        if (kind, lang) not in cache:
+            cache[kind, lang] = _live_stats(list(self._field_parts(kind, lang).values()))
+        return cache[kind, lang]
+
+    def warm_up(self) -> None:
+        """Compile the BM25 loops now, or read them from numba's cache (about 4 s and 0.5 s), for every kind of
+        array this index's fields hold, so that no question waits for it: a few terms of one field of each kind
+        are scored, whatever a warm-up question would match."""
+        jit = _compiled()
+        if jit is None:
+            return
+        seen = set()
+        for kind in ("native", "translated"):
+            for lang in LANGUAGES:
+                for part in self._field_parts(kind, lang).values():
+                    f, rows, _live = part
+                    key = tuple((a.dtype.str, a.flags.writeable) for a in (*f._csc, np.asarray(f.length)))
+                    terms = list(itertools.islice(f.vocab, 3))
+                    if key in seen or not terms:
+                        continue
+                    seen.add(key)
+                    query = [((terms[0], 1.0),), tuple((t, 0.5) for t in terms)]
+                    totals, self_score = _compiled_totals(jit, [part], query, self.settings, _live_stats([part]))
+                    t = _NONE if totals[0] is None else totals[0]
+                    jit.finish(t, self_score, _NONE, 1.0, _F1, _F1, False, len(t))
+                    jit.top(t, self_score, t, self_score, _F1, _F1 + _F1, True, rows[: len(t)], 1)
+
+    def _compiled_parts(self, jit: Any, query: str, language: str | None, k: int | None) -> list[Scored]:
+        """`part_scores` (k None) or each part's k best positive (rows, scores) in no order, by the compiled
+        scorer: per part, the native and translated fields' float64 sums go to one loop that mixes them, and
+        with k, keeps the k best without an array of scores."""
+        source = base(language or detect(query))
+        out = []
+        w = self.settings.doc_weight
+        for target in LANGUAGES:
+            native = self._field_parts("native", target)
+            if not native:
+                continue
+            query_n = concepts(query, target, self.settings)
+            tn, sn = _compiled_totals(jit, list(native.values()), query_n, self.settings, self._stats("native", target))
+            own = dict(zip(native, tn, strict=True))
+            translated = self._field_parts("translated", target)
+            pair = target != source and bool(translated)
+            other: dict[int, np.ndarray | None] = {}
+            st = 1.0
+            if pair:  # the source-language query against translated passages
+                query_t = concepts(query, source, self.settings)
+                stats = self._stats("translated", target)
+                tt, st = _compiled_totals(jit, list(translated.values()), query_t, self.settings, stats)
+                other = dict(zip(translated, tt, strict=True))
+            for p in sorted(native.keys() | other.keys()):
+                a, e = own.get(p), other.get(p)
+                if a is None and e is None:
+                    continue
+                rows = (native.get(p) or translated[p])[1]
+                args = (_NONE if a is None else a, sn, _NONE if e is None else e, st, np.float32(w), np.float32(1 + w))
+                if k is None:
+                    out.append((rows, jit.finish(*args, pair, len(rows))))
+                else:
+                    at, best = jit.top(*args, pair, rows, k)
+                    out.append((rows[at], best))
+        return out
+
     def part_scores(self, query: str, language: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """(global rows, float32 scores) per segment and language: `scores` without the array over every row."""
+        jit = _compiled()
+        if jit is not None:
+            return self._compiled_parts(jit, query, language, None)
         source = base(language or detect(query))
         out = []
         for target in LANGUAGES:
@@ -682,7 +855,11 @@ class SegmentedLexical:
     def top(self, query: str, k: int, language: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best (row, score) with a positive score, best first, ties by row (as `search`), without an
         array over every row: each segment's k best, then the k best of those."""
-        picked = [top_k(rows, s, k) for rows, s in self.part_scores(query, language)]
+        jit = _compiled()
+        if jit is not None:
+            picked = self._compiled_parts(jit, query, language, k)
+        else:
+            picked = [top_k(rows, s, k) for rows, s in self.part_scores(query, language)]
         if not picked:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         return top_k(np.concatenate([r for r, _ in picked]), np.concatenate([s for _, s in picked]), k)

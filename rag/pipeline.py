@@ -185,6 +185,8 @@ class Pipeline:
         self.answer_settings()  # the answer model
         self._query_vectors("warm up", "en")  # every model, and the thread that runs them side by side
         if index.lexical is not None:
+            if hasattr(index.lexical, "warm_up"):  # BM25's compiled loops, whatever the warm-up question matches
+                index.lexical.warm_up()
             index.lexical.search("warm up 预热", k=1)
         self.search("warm up")  # the search structures (HNSW graphs are read at the first search)
         unknown_names("Warm up 预热北京", index.corpus)  # jieba's part-of-speech tagger loads in about a second

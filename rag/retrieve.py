@@ -145,13 +145,16 @@ def search(
     candidates: set[int] = set()
     for ch in active:  # each dense channel's own top candidates (exact in flat segments, HNSW in big ones)
         candidates.update(dense_top(index, ch, query_vectors[ch], fusion.candidates, mask))
-    lex: np.ndarray | None = None
+    lex: np.ndarray | _Sparse | None = None
     if index.lexical is not None and (fusion.weight("bm25") or fusion.weight("bm25", cross=True)):
         if filtered is None:  # BM25 keeps only its top matches (deleted rows never score; a filter needs them all)
-            lex = _top_scores(index.lexical, query, language, max(fusion.candidates * 5, 200))
+            lex = _top_sparse(index.lexical, query, language, max(fusion.candidates * 5, 200), fusion.candidates)
         else:
             lex = index.lexical.scores(query, language=language)
-        candidates.update(r for r in _top(lex, mask, fusion.candidates) if lex[r] > 0)
+        if isinstance(lex, _Sparse):
+            candidates.update(lex.best)
+        else:
+            candidates.update(r for r in _top(lex, mask, fusion.candidates) if lex[r] > 0)
     rows = np.array(sorted(candidates), dtype=np.int64)
     if mask is not None:
         rows = rows[mask[rows]]
@@ -160,7 +163,7 @@ def search(
     # Cosines of the candidates only: the fused scores never need the rest of the archive.
     per_channel = {ch: index.vectors[ch][rows] @ query_vectors[ch] for ch in active}
     if lex is not None:
-        per_channel["bm25"] = lex[rows]
+        per_channel["bm25"] = lex.at(rows) if isinstance(lex, _Sparse) else lex[rows]
     fused = rescore(index, rows, per_channel, query_vectors, active, fusion, language)
     return ranked_hits(index, rows, fused, per_channel, fusion, prefer_language, k)
 
@@ -250,6 +253,37 @@ def _top_scores(lexical: Any, query: str, language: str, k: int) -> np.ndarray:
     if not hasattr(lexical, "top"):
         return _keep_top(lexical.scores(query, language=language), k)
     return _as_array(*lexical.top(query, k, language=language), len(lexical))
+
+
+@dataclass(frozen=True)
+class _Sparse:
+    """BM25's kept top rows without an array over every row: their scores (`at`, 0 elsewhere, as `_top_scores`)
+    and the `best` rows that join the candidates (`_top(_top_scores(...), mask, k)`'s positive rows)."""
+
+    rows: np.ndarray  # sorted
+    scores: np.ndarray
+    best: list[int]
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(rows), self.scores.dtype)
+        if len(self.rows):
+            i = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
+            found = self.rows[i] == rows
+            out[found] = self.scores[i[found]]
+        return out
+
+
+def _top_sparse(lexical: Any, query: str, language: str, keep: int, k: int) -> np.ndarray | _Sparse:
+    """`_top_scores(lexical, query, language, keep)` and its k best rows, without an array over every row when
+    the lexical index has its own top k. Those rows are the k best, unless the k-th and the next score tie: then
+    which rows `_top`'s partition picks is its own, so the array is made and `_top` picks them, as before."""
+    if not hasattr(lexical, "top"):
+        return _top_scores(lexical, query, language, keep)
+    rows, scores = lexical.top(query, keep, language=language)  # best first, all positive, all live
+    if 0 < k < len(rows) and scores[k - 1] == scores[k]:
+        return _as_array(rows, scores, len(lexical))
+    order = np.argsort(rows)
+    return _Sparse(rows[order], scores[order], [int(r) for r in rows[:k]])
 
 
 def _keep_top(scores: np.ndarray, k: int) -> np.ndarray:
