@@ -72,9 +72,10 @@ def named_in(f: Focus, sentence: str) -> bool:
 
 
 def _english_head(q: str) -> str:
-    """The last word of the noun phrase after which / what (is the) / how many. The phrase ends at a word
-    that cannot be a noun (lemminflect's lexicon: "hosted", "took", "held"), at a name after a common word
-    ("Which organisation implements MMSP III"), or before a word followed by an article ("hosts the")."""
+    """The last noun of the noun phrase after which / what (is the) / how many / what number of. The phrase
+    ends at a word that can be neither a noun nor an adjective (lemminflect's lexicon: "hosted", "took",
+    "held"), at a name after a common word ("Which organisation implements MMSP III"), or before a word
+    followed by an article ("hosts the")."""
     words = _EN_WORD.findall(q)
     lower = [w.lower() for w in words]
     for i, w in enumerate(lower):
@@ -86,12 +87,16 @@ def _english_head(q: str) -> str:
                     return ""
                 j += 1
             run: list[str] = []
-            while j < len(lower) and lower[j] not in EN_STOPWORDS and _can_be_noun(words[j]):
+            while j < len(lower) and lower[j] not in EN_STOPWORDS and _can_modify_noun(words[j]):
                 if run and words[j][0].isupper() and run[-1][0].islower():
                     break
                 run.append(words[j])
                 j += 1
+                if lower[j - 1] == "number" and j < len(lower) and lower[j] == "of":  # "what number of embassies"
+                    run, j = [], j + 1
             if len(run) > 1 and j < len(lower) and lower[j] in _ARTICLES:
+                run.pop()
+            while run and not _can_be_noun(run[-1]):  # "how many foreign students": the head is a noun
                 run.pop()
             return run[-1] if run else ""
     return ""
@@ -102,6 +107,13 @@ def _can_be_noun(word: str) -> bool:
 
     readings = getAllLemmas(word.lower())
     return not readings or "NOUN" in readings or "PROPN" in readings or word[0].isupper()
+
+
+def _can_modify_noun(word: str) -> bool:
+    """A noun, or an adjective that may stand before one ("foreign students", "visa-free transit policy")."""
+    from lemminflect import getAllLemmas
+
+    return _can_be_noun(word) or "ADJ" in getAllLemmas(word.lower())
 
 
 def _chinese_head(q: str) -> str:

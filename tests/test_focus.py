@@ -15,6 +15,10 @@ from rag.focus import focus, named_in
         ("In which Hainan port area did the delegation stop?", "area"),  # the head is the phrase's last word
         ("What is the email address of the team?", "address"),
         ("How many Chinese representatives attended?", "representatives"),
+        ("How many foreign students did the delegation meet?", "students"),  # an adjective before the head
+        ("Which visa-free transit policy was resumed?", "policy"),
+        ("What number of embassies sent staff?", "embassies"),  # "number of X" counts X
+        ("What is the number of participants?", "participants"),
         ("What did the presentations focus on?", ""),  # "what" asks no noun
         ("Who is the president of France?", ""),
         ("When was the seminar?", ""),
