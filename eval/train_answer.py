@@ -224,7 +224,7 @@ def struck_corpus(corpus: Corpus) -> Corpus:
         kept = [
             doc.text[a:b]
             for a, b in split_sentences(doc.text)
-            if not any(a <= start < b or (len(t) >= 2 and t in doc.text[a:b]) for start, t in answers)
+            if not any(holds_answer(doc.text, a, b, start, t) for start, t in answers)
         ]
         text = " ".join(kept) if doc.language != "zh" else "".join(kept)
         if text.strip():
@@ -284,8 +284,7 @@ def scenarios(
                     labels[j] = float(a <= start < b)
                 elif not answerable and kind != "swapped":
                     answer = item.gold[item.own_doc][1]
-                    text = asked_of.documents[doc_id].text[a:b]
-                    ambiguous = ambiguous or (len(answer) >= 2 and answer in text)
+                    ambiguous = ambiguous or holds_answer(asked_of.documents[doc_id].text, a, b, -1, answer)
             if ambiguous:
                 continue
             out.append(
@@ -385,10 +384,16 @@ def _answer_rows(index, hits, item: Item) -> frozenset[int]:  # type: ignore[no-
     for hit in hits:
         for r in index.chunk_sentences[row_map(index)[hit.chunk.chunk_id]]:
             doc_id, a, b = index.sentences[r]
-            start = item.gold.get(doc_id, (-1, ""))[0]
-            if a <= start < b or (len(answer) >= 2 and answer in index.documents[doc_id].text[a:b]):
+            if holds_answer(index.documents[doc_id].text, a, b, item.gold.get(doc_id, (-1, ""))[0], answer):
                 out.add(r)
     return frozenset(out)
+
+
+def holds_answer(text: str, a: int, b: int, start: int, answer: str) -> bool:
+    """Whether the sentence text[a:b] holds an answer: its span starts there (`start`, -1 for none), or the
+    sentence repeats the answer's text (of two characters or more). What masking, striking and the
+    ambiguity check all mean by "the sentence holding the answer"."""
+    return a <= start < b or (len(answer) >= 2 and answer in text[a:b])
 
 
 def _encode(embedder, texts: list[str], batch: int = 32) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -103,17 +103,21 @@ def _english_head(q: str) -> str:
 
 
 def _can_be_noun(word: str) -> bool:
-    from lemminflect import getAllLemmas
-
-    readings = getAllLemmas(word.lower())
+    readings = _readings(word)
     return not readings or "NOUN" in readings or "PROPN" in readings or word[0].isupper()
 
 
 def _can_modify_noun(word: str) -> bool:
     """A noun, or an adjective that may stand before one ("foreign students", "visa-free transit policy")."""
+    return _can_be_noun(word) or "ADJ" in _readings(word)
+
+
+@lru_cache(maxsize=4096)
+def _readings(word: str) -> frozenset[str]:
+    """The parts of speech lemminflect's lexicon allows the word (read once per word)."""
     from lemminflect import getAllLemmas
 
-    return _can_be_noun(word) or "ADJ" in getAllLemmas(word.lower())
+    return frozenset(getAllLemmas(word.lower()))
 
 
 def _chinese_head(q: str) -> str:
