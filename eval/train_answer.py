@@ -508,9 +508,16 @@ CORRECTION_FOLDS = 5
 
 
 def fit_correction(
-    rows: Sequence[dict], public: AnswerModel, grid: Sequence[float] = CORRECTION_L2, folds: int = CORRECTION_FOLDS
+    rows: Sequence[dict],
+    public: AnswerModel,
+    grid: Sequence[float] = CORRECTION_L2,
+    folds: int = CORRECTION_FOLDS,
+    signed: bool = False,
 ) -> tuple[Logistic, np.ndarray, dict[str, object]]:
     """The dev correction of the question model, the out-of-fold confidence of every row, and what was chosen.
+
+    `signed` (the `--signed` variant): the public weight plus the correction's stays on the side QUESTION_SIGNS
+    declares, so that the correction cannot bring back a weight the public fit was kept from.
 
     Rows the model did not decide (a name rule abstained, nothing retrieved: no "inputs") keep their confidence.
     Folds are by a hash of the question id; the shrinkage is the one with the best cross-validated AUC."""
@@ -523,14 +530,16 @@ def fit_correction(
     fold = np.array([fold_of(str(rows[i]["id"]), folds) for i in decided])
     scores: dict[float, float] = {}
     out_of_fold: dict[float, np.ndarray] = {}
+    signs, prior = (QUESTION_SIGNS, public.question) if signed else (None, None)
     for l2 in grid:
         z = np.zeros(len(decided))
         for f in range(folds):
-            fit = Logistic.fit(x[fold != f], y[fold != f], QUESTION_FEATURES, l2=l2, offset=offset[fold != f])
+            part = fold != f
+            fit = Logistic.fit(x[part], y[part], QUESTION_FEATURES, l2, offset[part], signs, prior)
             z[fold == f] = offset[fold == f] + fit.logit(x[fold == f])
         out_of_fold[l2], scores[l2] = z, roc_auc(z, y)
     best = max(grid, key=lambda v: (scores[v], v))  # ties: the stronger shrinkage
-    correction = Logistic.fit(x, y, QUESTION_FEATURES, l2=best, offset=offset)
+    correction = Logistic.fit(x, y, QUESTION_FEATURES, best, offset, signs, prior)
     confidence = np.array([float(r["confidence"]) for r in rows])
     confidence[decided] = sigmoid(out_of_fold[best])
     report = {"l2": best, "folds": folds, "cv_auc": {str(k): round(v, 4) for k, v in scores.items()}}
@@ -592,7 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--signed",
         action="store_true",
-        help="keep each question-model weight on the side rag.answer_model.QUESTION_SIGNS declares (a variant)",
+        help="keep each question-model weight, the dev correction's added, on the side "
+        "rag.answer_model.QUESTION_SIGNS declares (a variant)",
     )
     parser.add_argument(
         "--masked",
@@ -651,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [r for dev in args.dev for r in dev_rows(base.replace(index_root=args.cache / "index"), args.out, dev)]
         for r in rows:
             r["never_mentioned"] = r["abstained"]  # with thresholds at 0 only the name rules abstain
-        correction, out_of_fold, chosen = fit_correction(rows, model)
+        correction, out_of_fold, chosen = fit_correction(rows, model, signed=args.signed)
         dev_names = "+".join(dev.name for dev in args.dev)
         for r, c in zip(rows, out_of_fold, strict=True):
             r["confidence"] = float(c)

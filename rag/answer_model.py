@@ -84,6 +84,7 @@ class Logistic:
         l2: float = 1.0,
         offset: np.ndarray | None = None,
         signs: Mapping[str, int] | None = None,
+        prior: Logistic | None = None,
     ) -> Logistic:
         """L2-regularised fit by damped Newton steps on standardised features (NaN = the mean); deterministic.
 
@@ -93,7 +94,11 @@ class Logistic:
         With `signs` (feature -> +1 or -1), those coefficients are kept ≥ 0 or ≤ 0 (projected Newton: a
         coefficient held at 0 whose gradient points out of its half-line takes no step). A weight fitted against
         its evidence's direction only cancels a correlated feature in-sample, and out of sample it turns an
-        unusual value into confidence (a low cosine raising the confidence)."""
+        unusual value into confidence (a low cosine raising the confidence).
+
+        With `signs` and a `prior` (the model whose logit is the `offset`, over the same features), the side is
+        kept by the sum of both weights on each raw feature: a correction may shrink a prior's weight to zero,
+        never turn it over."""
         mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
         mean = np.where(np.isnan(mean), 0.0, mean)
         scale = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
@@ -109,16 +114,22 @@ class Logistic:
             return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(reg * v * v))
 
         sign = np.array([(signs or {}).get(n, 0) for n in features] + [0], np.float64)
+        bound = np.zeros(a.shape[1])  # each signed coefficient keeps sign * (w + bound) >= 0
+        if prior is not None:
+            if tuple(prior.features) != tuple(features):
+                raise ValueError("the prior must read the same features")
+            bound[:-1] = prior.coef / prior.scale * scale  # the prior's weight in this fit's standardisation
 
         def project(v: np.ndarray) -> np.ndarray:
-            return np.where(sign * v < 0, 0.0, v)
+            return np.where(sign * (v + bound) < 0, -bound, v)
 
+        w = project(w)
         current = loss(w)
         for _ in range(200):
             p = sigmoid(a @ w + base)
             grad = a.T @ (p - y) + reg * w
             hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg + 1e-9)
-            held = (sign != 0) & (w == 0) & (sign * grad > 0)  # at its bound and pushed beyond it
+            held = (sign != 0) & (w == -bound) & (sign * grad > 0)  # at its bound and pushed beyond it
             free = ~held
             step = np.zeros_like(w)
             step[free] = np.linalg.solve(hess[np.ix_(free, free)], grad[free])

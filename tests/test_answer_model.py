@@ -54,6 +54,24 @@ def test_a_signed_fit_keeps_each_weight_on_its_side() -> None:
     assert np.allclose(agree.coef, free.coef, atol=1e-9)
 
 
+def test_a_signed_correction_may_shrink_the_prior_weight_but_never_turn_it_over() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4000, 2))
+    y = (rng.random(4000) < sigmoid(-1.0 * x[:, 0] + 1.0 * x[:, 1])).astype(float)  # the data say a is negative
+    names = ("a", "b")
+    prior = Logistic(names, np.zeros(2), np.full(2, 2.0), np.array([1.0, 1.0]), 0.0)  # raw weight 0.5 on each
+    offset = prior.logit(x)
+    free = Logistic.fit(x, y, names, l2=0.1, offset=offset)
+    assert free.coef[0] / free.scale[0] + 0.5 < -0.5  # unconstrained, the sum on a turns negative
+    kept = Logistic.fit(x, y, names, l2=0.1, offset=offset, signs={"a": 1, "b": 1}, prior=prior)
+    assert kept.coef[0] / kept.scale[0] + 0.5 == pytest.approx(0.0, abs=1e-12)  # held where the sum is 0
+    # a held there: the same as correcting the prior's b alone, with a's part of the prior taken away
+    alone = Logistic.fit(x[:, 1:], y, ("b",), l2=0.1, offset=0.5 * x[:, 1])
+    assert kept.coef[1] / kept.scale[1] == pytest.approx(alone.coef[0] / alone.scale[0], rel=1e-6)
+    with pytest.raises(ValueError):
+        Logistic.fit(x, y, ("b", "a"), offset=offset, signs={"a": 1}, prior=prior)
+
+
 def test_a_dev_correction_adds_to_the_question_logit(tmp_path) -> None:  # type: ignore[no-untyped-def]
     lg = Logistic(("a",), np.array([0.0]), np.array([1.0]), np.array([2.0]), -1.0)
     fix = Logistic(("a",), np.array([1.0]), np.array([2.0]), np.array([-1.0]), 0.25)
