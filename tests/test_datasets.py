@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT / "eval" / "datasets"
 DEV, HELDOUT, PARAPHRASE = "mmsp-dev", "mmsp-heldout", "mmsp-paraphrase"
 ALL = [DEV, HELDOUT, PARAPHRASE]
-OWN_CORPUS = {"library-heldout": "lib-", "transit-dev": "tr-"}  # other newsletters, each in its own corpus/ folder
+# other newsletters, each in its own corpus/ folder
+OWN_CORPUS = {"library-heldout": "lib-", "transit-dev": "tr-", "coop-dev": "co-"}
 LANGUAGES = {"en", "zh", "zh-hant"}
 FIELDS = {"id": str, "language": str, "question": str, "evidence": list, "answer": str, "unanswerable": bool}
 ZH_EDITION = ".zh"  # doc_id suffix of the Chinese edition
