@@ -32,6 +32,7 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "best_s_cos_e5",
     "best_s_ctx_cov",
     "best_type_missing",
+    "best_focus_missing",
     "best_s_missing",
     "best_p_missing",
     "top_p_missing",
@@ -53,6 +54,7 @@ QUESTION_SIGNS: dict[str, int] = {
     "best_s_cos_e5": 1,
     "best_s_ctx_cov": 1,
     "best_type_missing": -1,
+    "best_focus_missing": -1,
     "best_s_missing": -1,
     "best_p_missing": -1,
     "top_p_missing": -1,
@@ -289,6 +291,7 @@ def question_features(
         # the best sentence read with its heading and the sentence before ("It … cost 6.4 million euros")
         "best_s_ctx_cov": best[col["s_ctx_cov"]] if len(order) else 0.0,
         "best_type_missing": best[col["type_missing"]] if len(order) else 0.0,
+        "best_focus_missing": best[col["focus_missing"]] if len(order) else 0.0,
         "best_s_missing": best[col["s_missing"]] if len(order) else 1.0,
         "best_p_missing": best[col["p_missing"]] if len(order) else 1.0,
         "top_p_missing": top_hit.get("missing", 1.0),

@@ -28,6 +28,10 @@ _COPULAS = frozenset({"is", "was", "are", "were"})
 _ARTICLES = frozenset({"the", "a", "an"})
 _ZH_ASKING = ("哪", "什么", "几", "多少")
 _NOUNISH = ("n", "s", "vn", "j")  # jieba tags of nouns, places, verbal nouns, abbreviations
+# jieba tags that may stand between the interrogative and its noun: numerals, classifiers, particles, pronouns,
+# adjectives, distinguishing words (中方, 男性) and locality words: "多少名*中方*代表" asks for 代表
+_BEFORE_NOUN = ("m", "q", "u", "r", "a", "b", "f")
+_COUNT_GLOSSES = frozenset({"number", "amount", "quantity"})  # a word glossed so names the count it asks (人数)
 _BEST_GLOSS = 0.9  # glosses within 10% of a headword's best count as its meaning
 
 
@@ -55,6 +59,8 @@ def focus(question: str) -> Focus:
         return Focus(
             word, frozenset({stem(word.lower())}), frozenset(h for h in cedict.en_to_zh(word, 3) if len(h) > 1)
         )
+    if _COUNT_GLOSSES & set(_best_glosses(word)):  # "参会人数是多少" asks a count, as "how many" does
+        return Focus()
     return Focus(word, frozenset(stem(g) for g in _best_glosses(word)), frozenset({word}))
 
 
@@ -129,7 +135,7 @@ def _chinese_head(q: str) -> str:
         for nxt, flag in tagged[i + 1 : i + 5]:
             if flag.startswith(_NOUNISH) and len(nxt) > 1:
                 run.append(nxt)
-            elif run or not flag.startswith(("m", "q", "u", "r")):
+            elif run or not flag.startswith(_BEFORE_NOUN):
                 break
         if run:
             return run[-1]

@@ -27,6 +27,8 @@ from rag.focus import focus, named_in
         ("海南考察中参观了哪所大学？", "大学"),  # a classifier between the interrogative and the noun
         ("移民融合研讨会的会议语言是什么？", "语言"),  # "X是什么": the noun before the copula
         ("欧洲刑警组织派了几名专家？", "专家"),
+        ("研讨会有多少名中方代表？", "代表"),  # a locality word (中方) before the noun, as an adjective in English
+        ("研讨会的参会人数是多少？", ""),  # 人数 "number of people" names the count, as "number of" does
         ("研讨会在哪里举行？", ""),
     ],
 )
