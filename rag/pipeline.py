@@ -193,7 +193,12 @@ class Pipeline:
         lang.to_traditional("预热")  # OpenCC's dictionaries
         from wordfreq import zipf_frequency
 
+        from rag.features import general_weight
+        from rag.focus import focus
+
         zipf_frequency("warm", "en")  # word frequencies (common-word checks of names and pinyin)
+        general_weight("warm", "en"), general_weight("预热", "zh")  # the answer features' tables (about a second)
+        focus("Which seminar?")  # lemminflect's lexicon (the parts of speech of a question's words)
 
     # -- index ----------------------------------------------------------------------------------
     def index(self) -> Index:

@@ -188,3 +188,13 @@ def test_exclude_filter_leaves_documents_out(pipeline) -> None:
     assert hits and all(h.chunk.doc_id != "news-en" for h in hits)
     zh = pipeline.search("seminar 研讨会", filters=Filters(language="zh", exclude=("news-zh",)))
     assert zh == []
+
+
+def test_warm_up_loads_what_the_first_question_would(pipeline) -> None:
+    from rag import features, focus
+
+    features._frequencies.cache_clear()
+    focus._readings.cache_clear()
+    pipeline.warm_up()
+    assert features._frequencies.cache_info().currsize == 2  # English and Chinese word frequencies (~1 s)
+    assert focus._readings.cache_info().currsize >= 1  # lemminflect's lexicon has been read
