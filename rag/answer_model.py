@@ -30,6 +30,8 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "second_logit",
     "best_s_cos_use",
     "best_s_cos_e5",
+    "best_s_cos_use_cross",
+    "best_s_cos_e5_cross",
     "best_s_ctx_cov",
     "best_type_missing",
     "best_focus_missing",
@@ -52,6 +54,8 @@ QUESTION_SIGNS: dict[str, int] = {
     "second_logit": 1,
     "best_s_cos_use": 1,
     "best_s_cos_e5": 1,
+    "best_s_cos_use_cross": 1,
+    "best_s_cos_e5_cross": 1,
     "best_s_ctx_cov": 1,
     "best_type_missing": -1,
     "best_focus_missing": -1,
@@ -283,11 +287,17 @@ def question_features(
     col = {n: i for i, n in enumerate(names)}
     order = np.argsort(-logits, kind="stable") if len(logits) else np.zeros(0, int)
     best = sentence_features[order[0]] if len(order) else np.full(len(names), np.nan)
+    same = not len(order) or best[col["same_language"]] != 0.0
     values = {
         "best_logit": float(logits[order[0]]) if len(order) else -10.0,
         "second_logit": float(logits[order[1]]) if len(order) > 1 else -10.0,
-        "best_s_cos_use": best[col["s_cos_use"]],
-        "best_s_cos_e5": best[col["s_cos_e5"]],
+        # A cosine across languages is lower for the same meaning, and in the training scenarios a best sentence
+        # in the other language is more often an answer (the "own edition removed" ones): read as one feature,
+        # a low cosine raised the confidence. Each relation has its own weight and its own mean (NaN = the mean).
+        "best_s_cos_use": best[col["s_cos_use"]] if same else math.nan,
+        "best_s_cos_e5": best[col["s_cos_e5"]] if same else math.nan,
+        "best_s_cos_use_cross": math.nan if same else best[col["s_cos_use"]],
+        "best_s_cos_e5_cross": math.nan if same else best[col["s_cos_e5"]],
         # the best sentence read with its heading and the sentence before ("It … cost 6.4 million euros")
         "best_s_ctx_cov": best[col["s_ctx_cov"]] if len(order) else 0.0,
         "best_type_missing": best[col["type_missing"]] if len(order) else 0.0,
