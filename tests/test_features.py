@@ -60,3 +60,15 @@ def test_a_sentence_is_also_read_with_its_heading_and_the_sentence_before_it(pip
     row = found.features[texts.index("Over 30 representatives attended.")]
     cov, ctx = (row[SENTENCE_FEATURES.index(n)] for n in ("s_cov", "s_ctx_cov"))
     assert cov < 1.0 and ctx == 1.0  # "this seminar" is named by the sentence before and by the heading
+
+
+def test_naming_the_focus_counts_more_when_few_candidates_do(pipeline) -> None:  # type: ignore[no-untyped-def]
+    from rag.features import SENTENCE_FEATURES, candidates
+
+    ev = pipeline.evidence("Which city hosted the Seminar on Migrant Integration?")
+    found = candidates(ev.index, list(ev.hits), ev.query, ev.language, ev.vectors)
+    missing = found.features[:, SENTENCE_FEATURES.index("focus_missing")]
+    rare = found.features[:, SENTENCE_FEATURES.index("focus_rare")]
+    share = float((missing == 0).mean())
+    assert 0 < share < 1  # some candidates name a city (Hangzhou), others do not
+    assert rare.tolist() == [0.0 if m else 1.0 - share for m in missing]
