@@ -127,7 +127,7 @@ def candidates(
     asked_for = focus(query)
     x[:, col["focus_missing"]] = [float(bool(asked_for.word) and not named_in(asked_for, t)) for t in texts]
     # naming the focus tells a candidate apart when few others do ("Which city …": the one sentence naming Hangzhou)
-    names_it = np.array([bool(asked_for.word) for _ in rows]) & (x[:, col["focus_missing"]] == 0.0)
+    names_it = (x[:, col["focus_missing"]] == 0.0) & bool(asked_for.word)
     x[:, col["focus_rare"]] = names_it * (1.0 - names_it.mean())
     for i, c in enumerate(rows):
         s = signals(asked, _sentence_text(index, c.row), _with_meta(index, hits[c.hit]))
