@@ -1,7 +1,7 @@
 """Train the answer model on public QA data, never on the newsletters; write `rag/models/answer.json`.
 
-    python eval/train_answer.py --data ../shared/data [--dev eval/datasets/mmsp-dev eval/datasets/transit-dev]
-        [--out rag/models/answer.json]
+    python eval/train_answer.py --data ../shared/data [--out rag/models/answer.json]
+        [--dev eval/datasets/mmsp-dev eval/datasets/transit-dev eval/datasets/coop-dev]
 
 Data (read from `--data`, never copied): XQuAD **dev split** (first 24 articles, English and Chinese editions of
 the same paragraphs), CMRC 2018 dev + trial (Simplified), DRCD dev (Traditional), each subsampled by article
@@ -658,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.save(args.out)
     load_answer_model.cache_clear()  # the dev run below reads the model just written, not one loaded before
     if args.dev:
-        rows = [r for dev in args.dev for r in dev_rows(base.replace(index_root=args.cache / "index"), args.out, dev)]
+        rows = [r for dev in args.dev for r in dev_rows(base, args.out, dev)]  # base's index_root is the cache
         for r in rows:
             r["never_mentioned"] = r["abstained"]  # with thresholds at 0 only the name rules abstain
         correction, out_of_fold, chosen = fit_correction(rows, model, signed=args.signed)

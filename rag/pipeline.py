@@ -197,7 +197,8 @@ class Pipeline:
         from rag.focus import focus
 
         zipf_frequency("warm", "en")  # word frequencies (common-word checks of names and pinyin)
-        general_weight("warm", "en"), general_weight("预热", "zh")  # the answer features' tables (about a second)
+        for word, language in (("warm", "en"), ("预热", "zh")):
+            general_weight(word, language)  # the answer features' word-frequency tables (about a second)
         focus("Which seminar?")  # lemminflect's lexicon (the parts of speech of a question's words)
 
     # -- index ----------------------------------------------------------------------------------
