@@ -350,22 +350,34 @@ def _fold(index: Index, hits: Sequence[Hit], rows: np.ndarray, threshold: float,
     """
     if not index.vectors or len(hits) < 2:
         return list(hits)
+    keys = [index.edition_keys.get(hit.chunk.doc_id, "") for hit in hits]
+    positions: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key:
+            positions.setdefault(key, []).append(i)
     vectors = index.vectors[next(iter(index.vectors))]
+    similar: dict[str, np.ndarray] = {}  # per edition key: which of its hits match which (one product per key)
+    place: dict[int, int] = {}  # position in `hits` -> position among its key's hits
+    for key, at in positions.items():
+        if len(at) > 1:
+            v = np.asarray(vectors[rows[at]])
+            similar[key] = (v @ v.T) >= threshold
+            place.update((i, j) for j, i in enumerate(at))
     groups: list[list[int]] = []  # positions in `hits`
-    by_key: dict[str, list[list[int]]] = {}
+    docs: list[set[str]] = []  # each group's documents
+    by_key: dict[str, list[int]] = {}  # edition key -> its groups
     for i, hit in enumerate(hits):
-        key = index.edition_keys.get(hit.chunk.doc_id, "")
-        for group in by_key.get(key, []) if key else []:
-            lead = group[0]
-            if all(hits[j].chunk.doc_id != hit.chunk.doc_id for j in group) and (
-                float(vectors[rows[lead]] @ vectors[rows[i]]) >= threshold
-            ):
-                group.append(i)
+        key, doc = keys[i], hit.chunk.doc_id
+        for g in by_key.get(key, []) if key else []:
+            if similar[key][place[groups[g][0]], place[i]] and doc not in docs[g]:
+                groups[g].append(i)
+                docs[g].add(doc)
                 break
         else:
             groups.append([i])
+            docs.append({doc})
             if key:
-                by_key.setdefault(key, []).append(groups[-1])
+                by_key.setdefault(key, []).append(len(groups) - 1)
     kept: list[Hit] = []
     for group in groups:
         members = [hits[j] for j in group]

@@ -196,6 +196,48 @@ def test_row_map_is_built_once_per_index(index) -> None:  # type: ignore[no-unty
     assert fold_editions(index, hits, 0.75, "en")
 
 
+def _reference_fold(index, hits, threshold, prefer_language):  # type: ignore[no-untyped-def]
+    """The fold as first written: each hit against each earlier group of its key, one cosine per pair."""
+    vectors = index.vectors[next(iter(index.vectors))]
+    rows = [row_map(index)[h.chunk.chunk_id] for h in hits]
+    groups: list[list[int]] = []
+    for i, hit in enumerate(hits):
+        key = index.edition_keys.get(hit.chunk.doc_id, "")
+        for group in groups:
+            lead = group[0]
+            if (
+                key
+                and index.edition_keys.get(hits[lead].chunk.doc_id, "") == key
+                and all(hits[j].chunk.doc_id != hit.chunk.doc_id for j in group)
+                and float(vectors[rows[lead]] @ vectors[rows[i]]) >= threshold
+            ):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    out = []
+    for group in groups:
+        members = [hits[j] for j in group]
+        same = [h for h in members if prefer_language and h.chunk.language.startswith(prefer_language)]
+        best = same[0] if same else members[0]
+        out.append((best.chunk.chunk_id, members[0].score, tuple(h.chunk.doc_id for h in members if h is not best)))
+    return out
+
+
+def test_the_fold_groups_as_the_pairwise_reference(pipeline, index) -> None:  # type: ignore[no-untyped-def]
+    """The fold compares the hits of one edition key in one product; the groups are those of the pair loop."""
+    fusion = pipeline.fusion()
+    hits = search(index, "seminar 研讨会", pipeline._query_vectors("seminar 研讨会", "en"), fusion, Filters(), 50, "")
+    assert len(hits) > 2
+    for threshold in (-1.0, 0.0, 0.5, 0.9):
+        for language in ("", "en", "zh"):
+            got = fold_editions(index, hits, threshold, language)
+            assert [(h.chunk.chunk_id, h.score, h.also_in) for h in got] == _reference_fold(
+                index, hits, threshold, language
+            ), (threshold, language)
+    assert any(h.also_in for h in fold_editions(index, hits, -1.0, "zh"))  # something folds at all
+
+
 def test_keep_top_matches_bm25_search_order() -> None:
     rng = np.random.default_rng(0)
     scores = np.round(rng.random(500), 1).astype(np.float32) * (rng.random(500) > 0.3)  # many ties, some zeros
