@@ -205,17 +205,19 @@ def ranked_hits(
     prefer_language: str,
     k: int,
 ) -> list[Hit]:
-    """Hits best first, editions of one passage folded together, the first `k`."""
+    """Hits best first, editions of one passage folded together, the first `k` (built only for those)."""
     order = np.argsort(-fused, kind="stable")
-    hits = [
+    kept = _fold_groups(index, rows[order], fusion.fold_threshold, prefer_language)[:k]
+    docs = _doc_ids(index, rows[order])
+    return [
         Hit(
-            chunk=index.chunks[rows[i]],
-            score=float(fused[i]),
-            channels={ch: float(v[i]) for ch, v in per_channel.items() if not np.isnan(v[i])},
+            chunk=index.chunks[rows[order[shown]]],
+            score=float(fused[order[group[0]]]),
+            channels={ch: float(v[order[shown]]) for ch, v in per_channel.items() if not np.isnan(v[order[shown]])},
+            also_in=tuple(docs[j] for j in group if j != shown),
         )
-        for i in order
+        for shown, group in kept
     ]
-    return _fold(index, hits, rows[order], fusion.fold_threshold, prefer_language)[:k]
 
 
 def dense_top(index: Index, channel: str, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[int]:
@@ -338,57 +340,66 @@ def fold_editions(index: Index, hits: Sequence[Hit], threshold: float, prefer_la
     if not index.vectors or len(hits) < 2:
         return list(hits)
     row_of = row_map(index)
-    return _fold(index, hits, np.array([row_of[h.chunk.chunk_id] for h in hits]), threshold, prefer_language)
+    groups = _fold_groups(index, np.array([row_of[h.chunk.chunk_id] for h in hits]), threshold, prefer_language)
+    return [
+        Hit(
+            chunk=hits[shown].chunk,
+            score=hits[group[0]].score,
+            channels=hits[shown].channels,
+            also_in=tuple(hits[j].chunk.doc_id for j in group if j != shown),
+        )
+        for shown, group in groups
+    ]
 
 
-def _fold(index: Index, hits: Sequence[Hit], rows: np.ndarray, threshold: float, prefer_language: str) -> list[Hit]:
-    """`fold_editions` for hits whose chunk rows are known: one pass, comparing only hits of one edition key.
+def _fold_groups(index: Index, rows: np.ndarray, threshold: float, prefer_language: str) -> list[tuple[int, list[int]]]:
+    """The folding of ranked chunk `rows`, as (position shown, positions of the group, lead first) per group.
 
-    A hit joins the first earlier group of its key whose lead passage it matches (cosine >= threshold) and
-    that holds no passage of its own document; documents of different editions (`Index.edition_keys`: no
-    shared `edition_of`, title and issue, or file name but for a language tag) are never folded.
+    A passage joins the first earlier group of its edition key whose lead passage it matches (cosine >=
+    threshold) and that holds no passage of its own document; documents of different editions
+    (`Index.edition_keys`: no shared `edition_of`, title and issue, or file name but for a language tag) are never
+    folded. A group shows its first passage in `prefer_language`, else its lead. The passages of one key are
+    compared in one matrix product; documents and languages come from the search state, not the chunks.
     """
-    if not index.vectors or len(hits) < 2:
-        return list(hits)
-    keys = [index.edition_keys.get(hit.chunk.doc_id, "") for hit in hits]
+    if not index.vectors or len(rows) < 2:
+        return [(i, [i]) for i in range(len(rows))]
+    docs = _doc_ids(index, rows)
+    keys = [index.edition_keys.get(doc, "") for doc in docs]
     positions: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
         if key:
             positions.setdefault(key, []).append(i)
     vectors = index.vectors[next(iter(index.vectors))]
-    similar: dict[str, np.ndarray] = {}  # per edition key: which of its hits match which (one product per key)
-    place: dict[int, int] = {}  # position in `hits` -> position among its key's hits
+    similar: dict[str, np.ndarray] = {}  # per edition key: which of its passages match which
+    place: dict[int, int] = {}  # position in `rows` -> position among its key's passages
     for key, at in positions.items():
         if len(at) > 1:
             v = np.asarray(vectors[rows[at]])
             similar[key] = (v @ v.T) >= threshold
             place.update((i, j) for j, i in enumerate(at))
-    groups: list[list[int]] = []  # positions in `hits`
-    docs: list[set[str]] = []  # each group's documents
+    groups: list[list[int]] = []
+    members: list[set[str]] = []  # each group's documents
     by_key: dict[str, list[int]] = {}  # edition key -> its groups
-    for i, hit in enumerate(hits):
-        key, doc = keys[i], hit.chunk.doc_id
+    for i, (key, doc) in enumerate(zip(keys, docs, strict=True)):
         for g in by_key.get(key, []) if key else []:
-            if similar[key][place[groups[g][0]], place[i]] and doc not in docs[g]:
+            if similar[key][place[groups[g][0]], place[i]] and doc not in members[g]:
                 groups[g].append(i)
-                docs[g].add(doc)
+                members[g].add(doc)
                 break
         else:
             groups.append([i])
-            docs.append({doc})
+            members.append({doc})
             if key:
                 by_key.setdefault(key, []).append(len(groups) - 1)
-    kept: list[Hit] = []
-    for group in groups:
-        members = [hits[j] for j in group]
-        best = members[0]
-        if prefer_language:
-            same = [h for h in members if base(h.chunk.language) == base(prefer_language)]
-            if same:
-                best = same[0]
-        others = tuple(h.chunk.doc_id for h in members if h is not best)
-        kept.append(Hit(chunk=best.chunk, score=members[0].score, channels=best.channels, also_in=others))
-    return kept
+    language = search_state(index).chunk_language[rows]
+    want = base(prefer_language) if prefer_language else ""
+    return [(next((j for j in group if want and language[j] == want), group[0]), group) for group in groups]
+
+
+def _doc_ids(index: Index, rows: np.ndarray) -> list[str]:
+    """The document of each chunk row, from the search state's codes."""
+    st = search_state(index)
+    return [st.doc_ids[d] if d >= 0 else index.chunks[r].doc_id for d, r in zip(st.chunk_doc[rows], rows, strict=True)]
 
 
 # ---------------------------------------------------------------- search structures, built once per opened index

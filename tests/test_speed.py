@@ -144,13 +144,13 @@ def test_masks_match_the_chunk_by_chunk_filter(index) -> None:  # type: ignore[n
 def test_candidates_are_those_of_the_full_scan(pipeline, index, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Flat search is exact: the fused pool is the one the full matmul picks, with or without filters."""
     pools: list[set[str]] = []
-    real_fold = retrieve._fold
+    real_fold = retrieve._fold_groups
 
-    def spy(index, hits, rows, threshold, prefer_language):  # type: ignore[no-untyped-def]
+    def spy(index, rows, threshold, prefer_language):  # type: ignore[no-untyped-def]
         pools.append({index.chunks[r].chunk_id for r in rows})
-        return real_fold(index, hits, rows, threshold, prefer_language)
+        return real_fold(index, rows, threshold, prefer_language)
 
-    monkeypatch.setattr(retrieve, "_fold", spy)
+    monkeypatch.setattr(retrieve, "_fold_groups", spy)
     fusion = pipeline.fusion()
     fusion = type(fusion)(weights=fusion.weights, candidates=2, rerank=fusion.rerank)  # few, so top-k matters
     for question, language in QUESTIONS:
