@@ -21,7 +21,7 @@ DATASETS = ROOT / "eval" / "datasets"
 DEV, HELDOUT, PARAPHRASE = "mmsp-dev", "mmsp-heldout", "mmsp-paraphrase"
 ALL = [DEV, HELDOUT, PARAPHRASE]
 # other newsletters, each in its own corpus/ folder
-OWN_CORPUS = {"library-heldout": "lib-", "transit-dev": "tr-", "coop-dev": "co-"}
+OWN_CORPUS = {"library-heldout": "lib-", "transit-dev": "tr-", "coop-dev": "co-", "river-dev": "rv-"}
 LANGUAGES = {"en", "zh", "zh-hant"}
 FIELDS = {"id": str, "language": str, "question": str, "evidence": list, "answer": str, "unanswerable": bool}
 ZH_EDITION = ".zh"  # doc_id suffix of the Chinese edition
