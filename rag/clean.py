@@ -48,6 +48,7 @@ _CJK = re.compile(
 _BANNER = re.compile("[A-Z0-9\u00c0-\u00d6\u00d8-\u00de]+(?: [A-Z0-9\u00c0-\u00d6\u00d8-\u00de]+)*")
 _ENDS_SENTENCE = re.compile("[.!?;:。！？；：…][\"'”’)\\]]*$")
 _BULLETS = ("•", "●", "▪", "◦", "‣", "■", "□", "➢", "✓", "\uf0b7")  # U+F0B7: Symbol-font bullet
+_ASCII_ITEM = re.compile(r"[-*+] \S")  # "- item" in plain text, after a finished line or another item
 
 # --------------------------------------------------------------------------- normalisation
 _LINE_BREAK = re.compile("\r\n|[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -119,14 +120,15 @@ class _Para:
 def _plain_paragraphs(text: str) -> list[_Para]:
     """Repair each line, then join hard-wrapped lines into paragraphs, noting page/column blocks.
 
-    Blank lines, bullets and lines with a leading space (the extractor's mark of a new page or column)
-    start paragraphs; a blank line after a line that ends in a space mid-sentence does not ("Airport,
-    Hainan ⏎⏎ University"): the extractor put a column break inside the sentence.
+    Blank lines, bullets ("•"; "- ", "* " or "+ " after a finished line or another item) and lines with a
+    leading space (the extractor's mark of a new page or column) start paragraphs; a blank line after a line
+    that ends in a space mid-sentence does not ("Airport, Hainan ⏎⏎ University"): the extractor put a column
+    break inside the sentence.
     """
     paras: list[_Para] = []
     lines: list[str] = []
     block, page = 0, False
-    gap = open_end = prev_indented = False
+    gap = open_end = prev_indented = in_item = False
     for raw_line in text.split("\n"):
         content = raw_line.strip(" ")
         if not content:
@@ -135,12 +137,16 @@ def _plain_paragraphs(text: str) -> list[_Para]:
         indented = raw_line.startswith(" ")
         new_block = indented and not prev_indented  # an indented file is not a page per line
         prev_indented = indented
-        bullet = content.startswith(_BULLETS)
+        item = _ASCII_ITEM.match(content) is not None
+        # "- China" after "EU" is a wrapped "EU - China"; after "Found:" or another item, it is a list item
+        bullet = content.startswith(_BULLETS) or (item and (in_item or not lines or _ENDS_SENTENCE.search(lines[-1])))
         line = _repair_line(content)
         continues = open_end and line[0].isalnum() and any(c.islower() for c in line)
         if lines and (new_block or bullet or (gap and not continues)):
             paras.append(_plain_para(lines, block, page))
             lines = []
+        if not lines:
+            in_item = item
         if new_block:
             block, page = block + 1, True
         lines.append(line)

@@ -222,6 +222,13 @@ def test_paragraphs_are_rebuilt() -> None:
     ]
 
 
+def test_plain_text_list_items_are_paragraphs() -> None:
+    assert text_of("Found:\n- 38 car tyres\n- 3 shopping\ntrolleys\n* a bath\n+ a sofa") == (
+        "Found:\n\n- 38 car tyres\n\n- 3 shopping trolleys\n\n* a bath\n\n+ a sofa"
+    )
+    assert text_of("from 10\n-12 May and EU\n- China") == "from 10 -12 May and EU - China"  # wrapped lines
+
+
 def test_a_sentence_broken_by_a_column_gap_is_rejoined() -> None:
     # the extractor ends a mid-sentence line with a space; a finished sentence does not continue
     assert text_of("Airport, Hainan \n\nUniversity, Haikou.") == "Airport, Hainan University, Haikou."
