@@ -1,7 +1,7 @@
 """Train the answer model on public QA data, never on the newsletters; write `rag/models/answer.json`.
 
     python eval/train_answer.py --data ../shared/data [--out rag/models/answer.json]
-        [--dev eval/datasets/mmsp-dev eval/datasets/transit-dev eval/datasets/coop-dev]
+        [--dev eval/datasets/mmsp-dev eval/datasets/transit-dev eval/datasets/coop-dev eval/datasets/river-dev]
 
 Data (read from `--data`, never copied): XQuAD **dev split** (first 24 articles, English and Chinese editions of
 the same paragraphs), CMRC 2018 dev + trial (Simplified), DRCD dev (Traditional), each subsampled by article

@@ -20,6 +20,9 @@ _DATE = re.compile(
     rf"\b{_DAYS}\s+(?:{_MONTHS})\b|\b(?:{_MONTHS})\s+{_DAYS}\b"  # "20 to 23 February", "May 9"
     rf"|\b(?:1\d\d\d|20\d\d)s?\b|\b(?:{_MONTHS})\b|\b(?:century|centuries|decade|BC|AD|BCE|CE)\b"
     r"|\d+\s*[年月日号]|[一二三四五六七八九十]+月|世纪|年代|朝|时期|时代"
+    # weekdays and clock times: "on Saturday", "10 am", "18:30", "晚上6点"
+    r"|\b(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)days?\b|星期[一二三四五六日天]|周[一二三四五六日]"
+    r"|\b\d{1,2}(?:[:.]\d\d)?\s*(?i:[ap]\.?m\b\.?)|(?<![\d:])\d{1,2}:\d\d(?![\d:])|(?:[上下中晚早]午|晚上|早上|凌晨)\d{1,2}[点时]"
 )
 _AMOUNT = r"(?:\d+(?:/\d+)*|a|an|one|two|three|four|five|six|seven|eight|nine|ten|twelve|several|many|few|some)"
 _DURATION = re.compile(
@@ -27,8 +30,10 @@ _DURATION = re.compile(
     r"|[\d一二三四五六七八九十两几数百]+\s*(?:个)?(?:小时|天|日|周|星期|个月|年|世纪)|\b(?:until|since)\b|直到|至今",
     re.I,
 )
-_MONEY = re.compile(
-    r"€|\bEUR\b|\beuros?\b|\$|\bUSD\b|\bdollars?\b|\bmillion\b|\bbillion\b|万元|亿|欧元|美元|人民币", re.I
+_MONEY = re.compile(  # currency signs, codes and names (a closed class), and sums in millions
+    r"[€$£¥]|\b(?:EUR|USD|GBP|CNY|RMB|JPY|CHF|HKD)\b|\b(?:euro|dollar|pound|franc|rupee)s?\b|\b(?:yuan|yen|pence|cents?)\b"
+    r"|\bmillion\b|\bbillion\b|[\d一二三四五六七八九十百千万亿]\s*[元块]|亿|欧元|美元|英镑|日元|港[元币]|法郎|人民币",
+    re.I,
 )
 _NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?"
 # Digits bounded by ASCII only: in "的25名" the Han characters around 25 are word characters to `\b`.
@@ -71,7 +76,9 @@ _TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "date",
         re.compile(
-            r"\bwhen\b|what year|which year|what date|which day|何时|什么时候|哪一年|哪年|几月|哪天|哪几年|哪几天", re.I
+            r"\bwhen\b|what (?:year|date|day|month|time)\b|which (?:year|day|month)\b|何时|什么时候|几月|几点|哪个月"
+            r"|哪[一两二三四五六七八九十几]?个?(?:年|天|日|周|星期)",  # 哪年, 哪一天, 哪两天, 哪几周
+            re.I,
         ),
     ),
     ("name", re.compile(r"叫什么名字|什么名字|姓名|\bwhat is the name of\b|\bwhat was the name of\b", re.I)),

@@ -27,6 +27,12 @@ from rag.verify import Need, carries, need, signals
         ("Where was the seminar held?", "place"),
         ("研讨会在哪里举行？", "place"),
         ("What did the seminar discuss?", "other"),
+        ("What time does the centre open?", "date"),  # a time of day is asked as a date is
+        ("游客中心几点开门？", "date"),
+        ("清洁日安排在哪两天？", "date"),  # 在哪 + a time unit asks when, not where
+        ("哪一年成立？", "date"),
+        ("哪个城市举办了研讨会？", "other"),  # 哪个 + a noun: the focus, not a type
+        ("停车一天要多少钱？", "money"),
     ],
 )
 def test_need_reads_the_answer_type(question: str, kind: str) -> None:
@@ -55,6 +61,13 @@ def test_need_collects_numbers_and_future() -> None:
         ("What was the budget?", "The budget is EUR 5 million.", True),
         ("What was the budget?", "The budget was discussed.", False),
         ("How long is the visa valid?", "The visa is valid for 144 hours.", True),
+        ("What was the budget?", "Parking costs 3 pounds a day.", True),  # any currency, not only euros
+        ("停车一天要多少钱？", "停车每天收费5元。", True),
+        ("停车一天要多少钱？", "停车场有500个车位。", False),
+        ("What time does the centre open?", "It opens on Saturdays.", True),  # weekdays and clock times
+        ("What time does the centre open?", "It opens at 10 am.", True),
+        ("游客中心几点开门？", "培训晚会于18:30开始。", True),
+        ("游客中心几点开门？", "游客中心设有一间教室。", False),
         # people and agents
         ("What is the name of the ambassador?", "Ambassador Nicolas Chapuis spoke.", True),
         ("大使叫什么名字？", "大使发表了讲话。", False),  # names no one
