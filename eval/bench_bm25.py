@@ -36,11 +36,11 @@ def main() -> None:
     from rag.pipeline import Pipeline
     from rag.retrieve import _top_scores
 
-    pipe = Pipeline(bench_scale._settings(args.work, args.size, "faiss"), bench_scale._embedders(real=False))
+    pipe = Pipeline(bench_scale.scale_settings(args.work, args.size, "faiss"), bench_scale.scale_embedders(real=False))
     t = time.perf_counter()
     lex = pipe.index().lexical
     print(f"open {time.perf_counter() - t:.2f} s; scorer {lexical.__file__}", flush=True)
-    questions = bench_scale._questions(0)
+    questions = bench_scale.scale_questions(0)
     t = time.perf_counter()
     _top_scores(lex, questions[0], lang.detect(questions[0]), 200)
     compiled = getattr(lexical, "_compiled", lambda: None)() is not None

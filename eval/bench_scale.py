@@ -87,14 +87,14 @@ class Projection:
         return self._project(texts)
 
 
-def _settings(work: Path, size: int, backend: str) -> Any:
+def scale_settings(work: Path, size: int, backend: str) -> Any:
     from rag.settings import Settings
 
     s = Settings(index_root=work / "index", index_name=f"n{size}", data_dir=work / "var", embedders=tuple(DIMS))
     return s if backend == "faiss" else s.replace(index_backend=backend)  # the store factory picks the backend
 
 
-def _embedders(real: bool) -> dict[str, Any]:
+def scale_embedders(real: bool) -> dict[str, Any]:
     reals: dict[str, Any] = {}
     if real:
         from rag.embed import load_embedder
@@ -103,7 +103,7 @@ def _embedders(real: bool) -> dict[str, Any]:
     return {name: Projection(name, dim, reals.get(name)) for name, dim in DIMS.items()}
 
 
-def _rss_mb() -> dict[str, float]:
+def rss_mb() -> dict[str, float]:
     out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")):
@@ -158,9 +158,9 @@ def phase_build(args: argparse.Namespace) -> dict[str, Any]:
         generate(archive, issues, seed=0)
         (archive / "done").write_text(str(issues))
     gen_s = time.perf_counter() - t
-    settings = _settings(work, args.size, args.backend)
+    settings = scale_settings(work, args.size, args.backend)
     shutil.rmtree(settings.index_dir, ignore_errors=True)
-    pipe = Pipeline(settings, _embedders(real=False))
+    pipe = Pipeline(settings, scale_embedders(real=False))
     files = sorted(p for p in archive.iterdir() if p.suffix in (".txt", ".md"))
     per_batch = max(1, int(args.batch_chunks / per_issue)) * 2  # files: two editions per issue
     t = time.perf_counter()
@@ -196,8 +196,8 @@ def phase_tile(args: argparse.Namespace) -> dict[str, Any]:
     """
     import orjson
 
-    src = _settings(args.work, args.tile_from, args.backend).index_dir
-    dst = _settings(args.work, args.size, args.backend).index_dir
+    src = scale_settings(args.work, args.tile_from, args.backend).index_dir
+    dst = scale_settings(args.work, args.size, args.backend).index_dir
     shutil.rmtree(dst, ignore_errors=True)
     (dst / "segments").mkdir(parents=True)
     (dst / "versions").mkdir()
@@ -255,7 +255,7 @@ def phase_tile(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _questions(limit: int) -> list[str]:
+def scale_questions(limit: int) -> list[str]:
     from rag.qa_eval import load_dataset
 
     qs = [q.question for q in load_dataset(ROOT / "eval" / "datasets" / "mmsp-dev").questions]
@@ -272,16 +272,16 @@ def phase_serve(args: argparse.Namespace) -> dict[str, Any]:
     from rag.pipeline import Pipeline
     from rag.retrieve import search_info
 
-    settings = _settings(args.work, args.size, args.backend)
-    embedders = _embedders(real=args.real_cost)
+    settings = scale_settings(args.work, args.size, args.backend)
+    embedders = scale_embedders(real=args.real_cost)
     t = time.perf_counter()
     pipe = Pipeline(settings, embedders)
     index = pipe.index()
     open_s = time.perf_counter() - t
-    rss_open = _rss_mb()
+    rss_open = rss_mb()
     t = time.perf_counter()
     pipe.warm_up()
-    questions = _questions(args.limit)
+    questions = scale_questions(args.limit)
     for q in questions[:5]:
         pipe.ask(q)
     warm_s = time.perf_counter() - t
@@ -301,11 +301,11 @@ def phase_serve(args: argparse.Namespace) -> dict[str, Any]:
         "asks": len(ms),
         "ask_p50_ms": _pct(ms, 50),
         "ask_p95_ms": _pct(ms, 95),
-        **_rss_mb(),
+        **rss_mb(),
     }
     if args.add:
         out["add"] = _add_while_asking(args, pipe, questions)
-        out.update({f"after_add_{k}": v for k, v in _rss_mb().items()})
+        out.update({f"after_add_{k}": v for k, v in rss_mb().items()})
     return out
 
 
@@ -389,10 +389,10 @@ def _stages(marks: list[tuple[str, float]], start: float, end: float) -> dict[st
 def phase_add(args: argparse.Namespace) -> dict[str, Any]:
     from rag.pipeline import Pipeline
 
-    settings = _settings(args.work, args.size, args.backend)
+    settings = scale_settings(args.work, args.size, args.backend)
     if args.writer_nice is not None:
         settings = settings.replace(writer_nice=args.writer_nice)
-    pipe = Pipeline(settings, _embedders(real=args.real_cost))
+    pipe = Pipeline(settings, scale_embedders(real=args.real_cost))
     for emb in pipe.embedders.values():  # models loaded before the timed ingest, and not counted in it
         emb.encode_documents(["warm up"])
         emb.real_seconds = 0.0

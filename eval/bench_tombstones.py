@@ -46,14 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.source:
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(args.source, folder)
-    pipe = Pipeline(b._settings(args.work.resolve(), args.size, "faiss"), b._embedders(real=False))
+    pipe = Pipeline(b.scale_settings(args.work.resolve(), args.size, "faiss"), b.scale_embedders(real=False))
     if args.remove:
         victims = sorted(pipe.index().documents)[: args.remove]
         pipe.remove(victims)
         live = pipe.index().live
         print(f"removed {', '.join(victims)}: {0 if live is None else int((~live).sum())} deleted rows")
         return 0
-    questions = b._questions(0)
+    questions = b.scale_questions(0)
     for q in questions[:5]:
         pipe.search(q)
     ms, hits = [], []

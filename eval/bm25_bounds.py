@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     s = lex.settings
     seg = SegmentedLexical([(0, lex, None)])
     rows_out: list[dict] = []
-    for q in b._questions(0)[:: args.step]:
+    for q in b.scale_questions(0)[:: args.step]:
         source = base(detect(q))
         for target in ("en", "zh"):
             fields = [(seg._field_parts("native", target)[0][0], concepts(q, target, s))]

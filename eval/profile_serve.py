@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot", type=Path, help="write every question's hits and answer here")
     parser.add_argument("--names", action="store_true", help="compare the name checks with the scan")
     args = parser.parse_args(argv)
-    pipe = Pipeline(b._settings(args.work.resolve(), args.size, "faiss"), b._embedders(real=args.real))
+    pipe = Pipeline(b.scale_settings(args.work.resolve(), args.size, "faiss"), b.scale_embedders(real=args.real))
     t = time.perf_counter()
     index = pipe.index()
-    print(f"open {time.perf_counter() - t:.2f} s {b._rss_mb()}", flush=True)
-    questions = b._questions(0)
+    print(f"open {time.perf_counter() - t:.2f} s {b.rss_mb()}", flush=True)
+    questions = b.scale_questions(0)
     if args.names:
         return _names(index, questions + EXTRA)
     if args.snapshot:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ask p50 / p95 {np.percentile(ms, 50):.1f} / {np.percentile(ms, 95):.1f} ms; load {os.getloadavg()}")
     for k, v in stages.items():
         print(f"  {k}: p50 {np.percentile(v, 50):.1f} ms, p95 {np.percentile(v, 95):.1f} ms")
-    print(b._rss_mb())
+    print(b.rss_mb())
     pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
     return 0
 

@@ -80,7 +80,7 @@ def test_fields_and_types(name: str) -> None:
         assert len({(e["doc_id"], e["quote"]) for e in r["evidence"]}) == len(r["evidence"]), r["id"]
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + list(OWN_CORPUS))
 def test_unique_ids_and_prefixes(name: str) -> None:
     records = load(name)
     ids = [r["id"] for r in records]
@@ -90,7 +90,10 @@ def test_unique_ids_and_prefixes(name: str) -> None:
         if name == PARAPHRASE:  # pp-<dev id><a|b|c>: a Traditional rewording of zh-012 is pp-zh-012c
             assert re.fullmatch(rf"pp-{re.escape(r['paraphrase_of'])}[abc]", r["id"]), r["id"]
             continue
-        expected = ("ho-" if name == HELDOUT else "") + prefix[r["language"]]
+        if name in OWN_CORPUS:  # <corpus prefix><en|zh>: a Traditional question is zh-… or zht-…
+            expected = OWN_CORPUS[name] + r["language"].replace("zh-hant", "zh")
+        else:
+            expected = ("ho-" if name == HELDOUT else "") + prefix[r["language"]]
         assert r["id"].startswith(expected), r["id"]
     questions = [r["question"] for r in records]
     assert len(questions) == len(set(questions)), "duplicate question text"
@@ -193,9 +196,6 @@ def test_own_corpus_datasets(name: str) -> None:
     m = meta(name)
     assert m["name"] == name and m["description"].strip()
     assert (DATASETS / name / m["corpus"]).resolve() == (DATASETS / name / "corpus").resolve()
-    records = load(name)
-    assert len({r["id"] for r in records}) == len(records)
-    assert len({r["question"] for r in records}) == len(records), "duplicate question text"
-    assert all(r["id"].startswith(OWN_CORPUS[name] + r["language"].replace("zh-hant", "zh")) for r in records)
+    records = load(name)  # ids and question texts: test_unique_ids_and_prefixes
     assert {r["language"] for r in records} == LANGUAGES
     assert 0 < sum(r["unanswerable"] for r in records) < len(records)
