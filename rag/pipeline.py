@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -112,6 +113,21 @@ class IngestReport:
     @property
     def skipped(self) -> tuple[FileOutcome, ...]:
         return tuple(f for f in self.files if f.status == "skipped")
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _writer(method: Callable[Concatenate[Pipeline, _P], _R]) -> Callable[Concatenate[Pipeline, _P], _R]:
+    """A method that writes the index, run `settings.writer_nice` levels below its caller's priority
+    (rag/priority.py), so that questions answered meanwhile keep the CPU; a writer called by another runs in place."""
+
+    @functools.wraps(method)
+    def lowered(self: Pipeline, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return run_lowered(lambda: method(self, *args, **kwargs), self.settings.writer_nice)
+
+    return lowered
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -251,6 +267,7 @@ class Pipeline:
         self._index, self._index_stamp = index, stamp if stamp is not None else current_version(folder)
         return index
 
+    @_writer
     def ingest(
         self,
         paths: Iterable[Path],
@@ -267,19 +284,6 @@ class Pipeline:
         `replace` lets a file take over the doc_id another path holds (an admin uploading a new version).
         The work runs `settings.writer_nice` levels below the caller's priority (rag/priority.py).
         """
-        return run_lowered(
-            lambda: self._ingest(paths, progress, rebuild, replace_all, confirm, replace), self.settings.writer_nice
-        )
-
-    def _ingest(
-        self,
-        paths: Iterable[Path],
-        progress: Progress,
-        rebuild: bool,
-        replace_all: bool,
-        confirm: Confirm | None,
-        replace: bool,
-    ) -> IngestReport:
         t0 = time.perf_counter()
         paths = [Path(os.path.abspath(p)) for p in paths]  # a document's path is part of its identity
         sources = discover_sources(paths)
@@ -316,6 +320,7 @@ class Pipeline:
             seconds=time.perf_counter() - t0,
         )
 
+    @_writer
     def update(
         self,
         docs: Sequence[Document],
@@ -330,19 +335,6 @@ class Pipeline:
         A document whose doc_id the index holds from another file is refused (skipped), never overwritten,
         unless `replace_all` (the index is being made equal to the files given).
         """
-        return run_lowered(
-            lambda: self._update(docs, progress, rebuild, replace_all, replace, confirm), self.settings.writer_nice
-        )
-
-    def _update(
-        self,
-        docs: Sequence[Document],
-        progress: Progress,
-        rebuild: bool,
-        replace_all: bool,
-        replace: bool,
-        confirm: Confirm | None,
-    ) -> IngestReport:
         t0 = time.perf_counter()
         folder = self.settings.index_dir
         with write_lock(folder):
@@ -407,11 +399,9 @@ class Pipeline:
             written=written,
         )
 
+    @_writer
     def remove(self, doc_ids: Sequence[str], confirm: Confirm | None = None) -> IngestReport:
         """Remove newsletters by id (after `confirm`, when given); the others keep their vectors."""
-        return run_lowered(lambda: self._remove(doc_ids, confirm), self.settings.writer_nice)
-
-    def _remove(self, doc_ids: Sequence[str], confirm: Confirm | None) -> IngestReport:
         t0 = time.perf_counter()
         with write_lock(self.settings.index_dir):
             recover_legacy_swap(self.settings.index_dir)
@@ -704,8 +694,8 @@ class Pipeline:
         q = self.check_question(question)
         use_llm = llm and self.settings.llm_enabled
         resolved, alone = self._resolution(q, history, use_llm) if history else (q, None)
-        unchanged = alone is not None and k is None and filters == Filters()  # the check asked exactly this
-        answer = alone if unchanged else self._extract(q, k, filters, resolved)
+        unchanged = k is None and filters == Filters()  # then the check asked exactly this
+        answer = alone if alone is not None and unchanged else self._extract(q, k, filters, resolved)
         if not use_llm or answer.verdict != "answer":
             yield answer
             return
