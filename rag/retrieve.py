@@ -207,8 +207,8 @@ def ranked_hits(
 ) -> list[Hit]:
     """Hits best first, editions of one passage folded together, the first `k` (built only for those)."""
     order = np.argsort(-fused, kind="stable")
-    kept = _fold_groups(index, rows[order], fusion.fold_threshold, prefer_language)[:k]
     docs = _doc_ids(index, rows[order])
+    kept = _fold_groups(index, rows[order], docs, fusion.fold_threshold, prefer_language)[:k]
     return [
         Hit(
             chunk=index.chunks[rows[order[shown]]],
@@ -340,7 +340,8 @@ def fold_editions(index: Index, hits: Sequence[Hit], threshold: float, prefer_la
     if not index.vectors or len(hits) < 2:
         return list(hits)
     row_of = row_map(index)
-    groups = _fold_groups(index, np.array([row_of[h.chunk.chunk_id] for h in hits]), threshold, prefer_language)
+    rows = np.array([row_of[h.chunk.chunk_id] for h in hits])
+    groups = _fold_groups(index, rows, [h.chunk.doc_id for h in hits], threshold, prefer_language)
     return [
         Hit(
             chunk=hits[shown].chunk,
@@ -352,18 +353,20 @@ def fold_editions(index: Index, hits: Sequence[Hit], threshold: float, prefer_la
     ]
 
 
-def _fold_groups(index: Index, rows: np.ndarray, threshold: float, prefer_language: str) -> list[tuple[int, list[int]]]:
-    """The folding of ranked chunk `rows`, as (position shown, positions of the group, lead first) per group.
+def _fold_groups(
+    index: Index, rows: np.ndarray, docs: Sequence[str], threshold: float, prefer_language: str
+) -> list[tuple[int, list[int]]]:
+    """The folding of ranked chunk `rows` (of documents `docs`), as (position shown, positions of the group, lead
+    first) per group.
 
     A passage joins the first earlier group of its edition key whose lead passage it matches (cosine >=
     threshold) and that holds no passage of its own document; documents of different editions
     (`Index.edition_keys`: no shared `edition_of`, title and issue, or file name but for a language tag) are never
     folded. A group shows its first passage in `prefer_language`, else its lead. The passages of one key are
-    compared in one matrix product; documents and languages come from the search state, not the chunks.
+    compared in one matrix product; languages come from the search state, not the chunks.
     """
     if not index.vectors or len(rows) < 2:
         return [(i, [i]) for i in range(len(rows))]
-    docs = _doc_ids(index, rows)
     keys = [index.edition_keys.get(doc, "") for doc in docs]
     positions: dict[str, list[int]] = {}
     for i, key in enumerate(keys):

@@ -146,9 +146,9 @@ def test_candidates_are_those_of_the_full_scan(pipeline, index, monkeypatch) -> 
     pools: list[set[str]] = []
     real_fold = retrieve._fold_groups
 
-    def spy(index, rows, threshold, prefer_language):  # type: ignore[no-untyped-def]
+    def spy(index, rows, docs, threshold, prefer_language):  # type: ignore[no-untyped-def]
         pools.append({index.chunks[r].chunk_id for r in rows})
-        return real_fold(index, rows, threshold, prefer_language)
+        return real_fold(index, rows, docs, threshold, prefer_language)
 
     monkeypatch.setattr(retrieve, "_fold_groups", spy)
     fusion = pipeline.fusion()
