@@ -207,17 +207,20 @@ def ranked_hits(
 ) -> list[Hit]:
     """Hits best first, editions of one passage folded together, the first `k` (built only for those)."""
     order = np.argsort(-fused, kind="stable")
-    docs = _doc_ids(index, rows[order])
-    kept = _fold_groups(index, rows[order], docs, fusion.fold_threshold, prefer_language)[:k]
-    return [
-        Hit(
-            chunk=index.chunks[rows[order[shown]]],
-            score=float(fused[order[group[0]]]),
-            channels={ch: float(v[order[shown]]) for ch, v in per_channel.items() if not np.isnan(v[order[shown]])},
-            also_in=tuple(docs[j] for j in group if j != shown),
+    ranked = rows[order]
+    docs = _doc_ids(index, ranked)
+    hits: list[Hit] = []
+    for shown, group in _fold_groups(index, ranked, docs, fusion.fold_threshold, prefer_language)[:k]:
+        i = order[shown]  # the shown passage's position in `rows`, `fused` and the channel arrays
+        hits.append(
+            Hit(
+                chunk=index.chunks[ranked[shown]],
+                score=float(fused[order[group[0]]]),  # the group's lead ranks it
+                channels={ch: float(v[i]) for ch, v in per_channel.items() if not np.isnan(v[i])},
+                also_in=tuple(docs[j] for j in group if j != shown),
+            )
         )
-        for shown, group in kept
-    ]
+    return hits
 
 
 def dense_top(index: Index, channel: str, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[int]:
